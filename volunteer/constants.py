@@ -1,0 +1,21 @@
+"""Names of every environment variable volunteer reads, and the one place that reads them."""
+
+from __future__ import annotations
+
+import os
+
+INITIAL_PEERS_ENV = "INITIAL_PEERS"
+ENV_PREFIX = "VOLUNTEER_"
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """The value of an environment variable, ``None`` (or ``default``) when unset or empty."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value
+
+
+def initial_peers_from_env() -> str | None:
+    """Initial peers from ``VOLUNTEER_INITIAL_PEERS`` or the seed's ``INITIAL_PEERS``."""
+    return env(ENV_PREFIX + "INITIAL_PEERS") or env(INITIAL_PEERS_ENV)

@@ -1,0 +1,228 @@
+"""Immutable statistics snapshots: the only thing views (TUI, headless log, status endpoint) see.
+
+A running session publishes a new :class:`Snapshot` at least once a second. Views never reach into
+training internals; they render snapshots and send :class:`Command` values back. Everything here is
+plain data that round-trips through JSON (``to_dict`` / ``from_dict``), so a TUI can attach over HTTP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class State(str, enum.Enum):
+    """What the session is doing."""
+
+    STARTING = "starting"
+    DOWNLOADING = "downloading"
+    WAITING_FOR_CONSENT = "waiting_for_consent"
+    CONNECTING = "connecting"
+    LOADING_STATE = "loading_state"
+    TRAINING = "training"
+    RECONNECTING = "reconnecting"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Command(str, enum.Enum):
+    """What a view can ask of a running session."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    STOP = "stop"
+    FINISH = "finish"
+    """Leave after the current global step, so no contributed sample is wasted."""
+    TRUST = "trust"
+    """Consent to run the project's code (answers State.WAITING_FOR_CONSENT)."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class ProjectInfo:
+    """Which project is being trained."""
+
+    name: str = ""
+    repo: str = ""
+    """Hub repository id, local path or "demo"."""
+    revision: str = ""
+    """The resolved commit sha ("" for local and built-in projects)."""
+    run_id: str = ""
+    target_batch_size: int = 0
+    files: tuple[str, ...] = ()
+    """The project's code files (shown when asking for consent)."""
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The device this peer trains on."""
+
+    kind: str = "cpu"
+    """"cpu" or "cuda"."""
+    name: str = "CPU"
+    memory_used_mb: float | None = None
+    memory_total_mb: float | None = None
+    utilization: float | None = None
+    """GPU utilisation in percent, from NVML when available."""
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """An error a person can act on."""
+
+    message: str
+    hint: str | None = None
+
+
+@dataclass(frozen=True)
+class LeaderboardEntry:
+    """One peer's public contribution record, as published in the swarm's DHT."""
+
+    peer_id: str
+    nickname: str
+    samples: int
+    """Samples this peer contributed to the swarm's global steps, all time."""
+    samples_per_second: float
+    last_seen: float
+    """Unix time of the peer's latest record."""
+    is_self: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened, for event logs (joined, state loaded, reconnecting, recovered, error)."""
+
+    seq: int
+    time: float
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a view shows, at one moment."""
+
+    state: State = State.STARTING
+    time: float = field(default_factory=time.time)
+    project: ProjectInfo = field(default_factory=ProjectInfo)
+    peer_id: str = ""
+    nickname: str = ""
+    device: DeviceInfo = field(default_factory=DeviceInfo)
+    # this machine
+    session_samples: int = 0
+    """Samples computed in this session."""
+    session_steps: int = 0
+    """Local optimizer steps (batches) in this session."""
+    total_samples: int = 0
+    """Samples computed, all time (this session included)."""
+    total_steps: int = 0
+    swarm_samples: int = 0
+    """All-time samples that went into global steps the swarm took."""
+    local_only_samples: int = 0
+    """All-time samples computed while alone or out of sync: they did not reach a global step."""
+    samples_per_second: float = 0.0
+    loss: float | None = None
+    loss_smoothed: float | None = None
+    learning_rate: float | None = None
+    uptime: float = 0.0
+    reconnects: int = 0
+    # the swarm
+    global_epoch: int = 0
+    local_epoch: int = 0
+    num_peers: int = 0
+    samples_accumulated: int = 0
+    target_batch_size: int = 0
+    swarm_samples_per_second: float = 0.0
+    eta_next_step: float | None = None
+    leaderboard: tuple[LeaderboardEntry, ...] = ()
+    last_error: ErrorInfo | None = None
+    join_addresses: tuple[str, ...] = ()
+    """Addresses other peers can use to join through this one."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return _to_jsonable(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
+        """Rebuild a snapshot from :meth:`to_dict` output; unknown keys are ignored (newer servers)."""
+        return _from_mapping(cls, data)
+
+    def replace(self, **changes: Any) -> Snapshot:
+        return dataclasses.replace(self, **changes)
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    return dataclasses.asdict(event)
+
+
+def event_from_dict(data: Mapping[str, Any]) -> Event:
+    return _from_mapping(Event, data)
+
+
+def _to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_to_jsonable(v) for v in value]
+    return value
+
+
+def _from_mapping(cls: Any, data: Mapping[str, Any]) -> Any:
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        kwargs[f.name] = _convert(cls, f.name, value)
+    return cls(**kwargs)
+
+
+def _convert(cls: Any, name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if cls is Snapshot:
+        if name == "state":
+            return State(value)
+        if name == "project":
+            return _from_mapping(ProjectInfo, value)
+        if name == "device":
+            return _from_mapping(DeviceInfo, value)
+        if name == "leaderboard":
+            return tuple(_from_mapping(LeaderboardEntry, v) for v in value)
+        if name == "last_error":
+            return _from_mapping(ErrorInfo, value)
+        if name == "join_addresses":
+            return tuple(value)
+    if cls is ProjectInfo and name == "files":
+        return tuple(value)
+    return value
+
+
+class SnapshotSource(Protocol):
+    """What a view reads from and sends to: a local session, or a remote one over the status API."""
+
+    def latest(self) -> Snapshot:
+        """The newest snapshot."""
+        ...
+
+    def events_since(self, seq: int) -> list[Event]:
+        """Events with ``Event.seq > seq``, oldest first."""
+        ...
+
+    def send(self, command: Command) -> None:
+        """Ask the session to pause, resume, stop, finish or trust."""
+        ...

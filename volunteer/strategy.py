@@ -1,0 +1,656 @@
+"""HivemindStrategy: collaborative training over the internet for Lightning 2.6 on hivemind 1.1.12.
+
+Every peer runs one process on one device. Gradients accumulate across all peers until the swarm has
+processed ``target_batch_size`` samples; then every peer averages gradients with the others and takes the
+optimizer step together. One such step is a *global step* (hivemind calls it an epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import hivemind
+import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
+from lightning.pytorch.strategies import Strategy, StrategyRegistry
+from lightning.pytorch.utilities.data import extract_batch_size
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
+from torch import Tensor
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+from typing_extensions import override
+
+from volunteer.constants import initial_peers_from_env
+from volunteer.errors import StrategyConfigError, SwarmError
+from volunteer.peers import parse_listen_addresses, parse_peers
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST_MADDRS = ("/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1")
+
+
+@dataclass(frozen=True)
+class SwarmProgress:
+    """A read-only view of the swarm's progress, as this peer's hivemind tracker sees it."""
+
+    global_epoch: int
+    """The swarm's global step: the highest epoch any non-client peer has reached."""
+    local_epoch: int
+    """The global step this peer's parameters are at."""
+    samples_accumulated: int
+    """Samples the swarm has accumulated toward the next global step."""
+    target_batch_size: int
+    """Samples the swarm accumulates before each global step."""
+    num_peers: int
+    """Peers that reported progress recently (hivemind keeps a dead peer for about a minute)."""
+    num_clients: int
+    """How many of those peers are in client mode (they cannot be dialled)."""
+    eta_next_step: float
+    """Estimated seconds until the next global step; 0 when it is due."""
+    local_samples_per_second: float
+    """This peer's throughput, smoothed by hivemind."""
+    is_synchronized: bool
+    """Whether this peer is at the swarm's global step (else it will load state from peers)."""
+
+
+class HivemindStrategy(Strategy):
+    """Train one LightningModule collaboratively with every peer of a hivemind swarm.
+
+    Args:
+        target_batch_size: Samples the whole swarm accumulates before every peer takes the optimizer step
+            together. Tune the learning rate for this batch size.
+        run_id: The swarm's name: peers with the same ``run_id`` (and DHT) train together.
+        batch_size: Samples each local step contributes. By default it is read from every batch, so a short
+            last batch is counted exactly.
+        initial_peers: Multiaddresses of peers to join, as a list or one comma/space separated string. When
+            not given, the ``INITIAL_PEERS`` (or ``VOLUNTEER_INITIAL_PEERS``) environment variable is used;
+            with neither, this peer starts a new swarm.
+        host_maddrs: Multiaddresses to listen on (default: every interface, a random TCP and QUIC port).
+        announce_maddrs: Multiaddresses other peers should use to reach this one (public IP behind NAT).
+        use_ipfs: Use the public IPFS DHT to find peers.
+        use_relay: Allow connections through relays (needed to reach peers behind NAT).
+        use_auto_relay: Look for a relay and advertise through it when this peer is behind NAT.
+        client_mode: Make outgoing connections only: for peers that cannot accept connections.
+        identity_path: File holding this peer's private key. Created on first use, so the peer id (and the
+            address other peers use) stays the same across restarts.
+        wait_timeout: Seconds the DHT waits for a reply from a peer.
+        bootstrap_timeout: Seconds to wait for the initial peers (hivemind's default when ``None``).
+        ensure_bootstrap_success: Fail when no initial peer answers (else start alone).
+        dht: An existing, started ``hivemind.DHT`` to use; the strategy will not shut it down.
+        dht_opts: Further keyword arguments for ``hivemind.DHT`` (e.g. ``record_validators``).
+        matchmaking_time: Seconds to wait for peers to join an averaging round.
+        averaging_timeout: Seconds after which a hanging averaging round is cancelled.
+        load_state_timeout: Seconds to wait when downloading state from another peer.
+        verbose: Log hivemind's progress messages at INFO level.
+        reuse_grad_buffers: Accumulate in the parameters' ``.grad`` buffers (saves memory); the module's
+            ``optimizer_zero_grad`` is disabled while training.
+        delay_grad_averaging: Average gradients in the background (needs ``delay_optimizer_step``).
+        delay_optimizer_step: Run the optimizer in the background (needs ``offload_optimizer``).
+        delay_state_averaging: Average parameters and optimizer state in the background.
+        offload_optimizer: Keep the optimizer and its state in host memory.
+        scheduler_fn: ``callable(optimizer) -> LRScheduler`` for hivemind to build and step at every global
+            step. Required instead of ``configure_optimizers`` schedulers when the optimizer is offloaded or
+            delayed, since hivemind then creates the optimizer itself.
+        grad_compression: Compression for gradients (e.g. ``hivemind.compression.Float16Compression()``).
+        state_averaging_compression: Compression for parameter and state averaging.
+        load_state_compression: Compression for state sent to newcomers.
+        averager_opts: Keyword arguments for hivemind's gradient and state averagers.
+        tracker_opts: Keyword arguments for hivemind's progress tracker.
+        print_join_message: Print how other machines can join once the DHT is up.
+        **optimizer_kwargs: Further keyword arguments for ``hivemind.Optimizer``.
+
+    Raises:
+        StrategyConfigError: for arguments that cannot work (non-positive sizes, bad peer addresses,
+            inconsistent delay options), and at setup for a Trainer or module hivemind cannot train.
+    """
+
+    strategy_name = "hivemind"
+
+    def __init__(
+        self,
+        target_batch_size: int = 1024,
+        run_id: str = "lightning_run",
+        batch_size: int | None = None,
+        initial_peers: str | Sequence[str] | None = None,
+        host_maddrs: str | Sequence[str] | None = None,
+        announce_maddrs: str | Sequence[str] | None = None,
+        use_ipfs: bool = False,
+        use_relay: bool = True,
+        use_auto_relay: bool = False,
+        client_mode: bool = False,
+        identity_path: str | os.PathLike | None = None,
+        wait_timeout: float = 3.0,
+        bootstrap_timeout: float | None = None,
+        ensure_bootstrap_success: bool = True,
+        dht: hivemind.DHT | None = None,
+        dht_opts: dict[str, Any] | None = None,
+        matchmaking_time: float = 5.0,
+        averaging_timeout: float = 30.0,
+        load_state_timeout: float = 600.0,
+        verbose: bool = False,
+        reuse_grad_buffers: bool = False,
+        delay_grad_averaging: bool = False,
+        delay_optimizer_step: bool | None = None,
+        delay_state_averaging: bool = False,
+        offload_optimizer: bool | None = None,
+        scheduler_fn: Callable[[torch.optim.Optimizer], LRScheduler] | None = None,
+        grad_compression: Any = None,
+        state_averaging_compression: Any = None,
+        load_state_compression: Any = None,
+        averager_opts: dict[str, Any] | None = None,
+        tracker_opts: dict[str, Any] | None = None,
+        print_join_message: bool = True,
+        **optimizer_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        _check_positive_int("target_batch_size", target_batch_size)
+        if batch_size is not None:
+            _check_positive_int("batch_size", batch_size)
+        if not isinstance(run_id, str) or not run_id.strip():
+            raise StrategyConfigError(
+                f"run_id must be a non-empty string, got {run_id!r}",
+                "name the swarm, e.g. HivemindStrategy(run_id='my-project')",
+            )
+        for name, value in (("matchmaking_time", matchmaking_time), ("averaging_timeout", averaging_timeout)):
+            if value is not None and not value > 0:
+                raise StrategyConfigError(
+                    f"{name} must be positive, got {value!r}", f"pass {name}= a number of seconds > 0"
+                )
+        if delay_optimizer_step is None:
+            delay_optimizer_step = delay_grad_averaging
+        if delay_grad_averaging and not delay_optimizer_step:
+            raise StrategyConfigError(
+                "delay_grad_averaging=True requires delay_optimizer_step=True",
+                "pass delay_optimizer_step=True too, or drop delay_grad_averaging",
+            )
+        if offload_optimizer is None:
+            offload_optimizer = bool(delay_optimizer_step)
+        if delay_optimizer_step and not offload_optimizer:
+            raise StrategyConfigError(
+                "delay_optimizer_step=True requires offload_optimizer=True",
+                "pass offload_optimizer=True (or leave it unset)",
+            )
+        if dht is not None and (initial_peers is not None or host_maddrs is not None or identity_path is not None):
+            raise StrategyConfigError(
+                "an existing dht was passed together with DHT options",
+                "configure the hivemind.DHT you pass in, or pass the options and no dht",
+            )
+
+        if initial_peers is None:
+            env_peers = initial_peers_from_env()
+            self.initial_peers = parse_peers(env_peers, "the INITIAL_PEERS environment variable")
+        else:
+            self.initial_peers = parse_peers(initial_peers, "initial_peers")
+        self.host_maddrs = (
+            parse_listen_addresses(host_maddrs, "host_maddrs")
+            if host_maddrs is not None
+            else list(DEFAULT_HOST_MADDRS)
+        )
+        self.announce_maddrs = parse_listen_addresses(announce_maddrs, "announce_maddrs") or None
+
+        self.target_batch_size = target_batch_size
+        self.run_id = run_id
+        self.batch_size = batch_size
+        self.client_mode = client_mode
+        self.identity_path = os.fspath(identity_path) if identity_path is not None else None
+        self.print_join_message = print_join_message
+        self._dht_kwargs: dict[str, Any] = dict(
+            use_ipfs=use_ipfs,
+            use_relay=use_relay,
+            use_auto_relay=use_auto_relay,
+            client_mode=client_mode,
+            wait_timeout=wait_timeout,
+            ensure_bootstrap_success=ensure_bootstrap_success,
+            **(dht_opts or {}),
+        )
+        if bootstrap_timeout is not None:
+            self._dht_kwargs["bootstrap_timeout"] = bootstrap_timeout
+        self._dht: hivemind.DHT | None = dht
+        self._owns_dht = dht is None
+
+        self.reuse_grad_buffers = reuse_grad_buffers
+        self.scheduler_fn = scheduler_fn
+        self._optimizer_factory_mode = bool(offload_optimizer or delay_optimizer_step or delay_grad_averaging)
+        self._optimizer_kwargs: dict[str, Any] = dict(
+            matchmaking_time=matchmaking_time,
+            averaging_timeout=averaging_timeout,
+            load_state_timeout=load_state_timeout,
+            verbose=verbose,
+            reuse_grad_buffers=reuse_grad_buffers,
+            delay_grad_averaging=delay_grad_averaging,
+            delay_optimizer_step=delay_optimizer_step,
+            delay_state_averaging=delay_state_averaging,
+            offload_optimizer=offload_optimizer,
+            averager_opts=averager_opts,
+            tracker_opts=tracker_opts,
+            **optimizer_kwargs,
+        )
+        for key, value in (
+            ("grad_compression", grad_compression),
+            ("state_averaging_compression", state_averaging_compression),
+            ("load_state_compression", load_state_compression),
+        ):
+            if value is not None:
+                self._optimizer_kwargs[key] = value
+
+        # filled in by Lightning's accelerator connector
+        self.parallel_devices: list[torch.device] | None = None
+        self.num_nodes = 1
+
+        self._opt: hivemind.Optimizer | None = None
+        self._step_batch_size: int | None = None
+        self._schedulers: list[_GlobalStepScheduler] = []
+        self._original_zero_grad: Callable | None = None
+        self._resumed_optimizer_state: dict | None = None
+        self._samples_contributed = 0
+
+    # -- properties ---------------------------------------------------------------------------------------
+
+    @property
+    def dht(self) -> hivemind.DHT | None:
+        """The hivemind DHT, once training has started (or the one passed in)."""
+        return self._dht
+
+    @property
+    def hivemind_optimizer(self) -> hivemind.Optimizer | None:
+        """The ``hivemind.Optimizer`` wrapping the module's optimizer, from the first training batch on."""
+        return self._opt
+
+    @property
+    def num_peers(self) -> int:
+        """Peers training in the swarm, this one included (1 before the swarm is known)."""
+        if self._opt is None:
+            return 1
+        return max(1, self._opt.tracker.global_progress.num_peers)
+
+    @property
+    def samples_contributed(self) -> int:
+        """Samples this peer has computed gradients for since training began."""
+        return self._samples_contributed
+
+    @property
+    @override
+    def root_device(self) -> torch.device:
+        if self.parallel_devices:
+            device = self.parallel_devices[0]
+            return device if isinstance(device, torch.device) else torch.device(device)
+        return torch.device("cpu")
+
+    @property
+    @override
+    def is_global_zero(self) -> bool:
+        return True
+
+    @property
+    def global_rank(self) -> int:
+        return 0
+
+    @property
+    def local_rank(self) -> int:
+        return 0
+
+    @property
+    def world_size(self) -> int:
+        return 1
+
+    def visible_maddrs(self) -> list[str]:
+        """Addresses other peers can dial, loopback ones only when there is nothing else."""
+        if self._dht is None:
+            return []
+        addresses = [str(a) for a in self._dht.get_visible_maddrs()]
+        outside = [a for a in addresses if not _is_loopback(a)]
+        return outside or addresses
+
+    def join_message(self) -> str:
+        """How another machine joins this swarm, with this peer's own addresses."""
+        addresses = self.visible_maddrs()
+        peers = ",".join(addresses)
+        lines = [f"hivemind peer {self._dht.peer_id if self._dht else '?'} is up (run_id={self.run_id!r})."]
+        lines += ["Visible addresses:"] + [f"  {a}" for a in addresses]
+        lines += [
+            "Other machines can join this swarm with any of:",
+            f"  INITIAL_PEERS={peers} python train.py",
+            f"  HivemindStrategy(initial_peers='{peers}')",
+            f"  volunteer --project <id> --initial-peers {peers}",
+        ]
+        return "\n".join(lines)
+
+    def progress(self) -> SwarmProgress | None:
+        """The swarm's progress as this peer sees it, or ``None`` before training starts."""
+        opt = self._opt
+        if opt is None:
+            return None
+        tracker = opt.tracker
+        global_progress = tracker.global_progress
+        return SwarmProgress(
+            global_epoch=max(global_progress.epoch, opt.local_epoch),
+            local_epoch=opt.local_epoch,
+            samples_accumulated=global_progress.samples_accumulated,
+            target_batch_size=global_progress.target_batch_size,
+            num_peers=max(1, global_progress.num_peers),
+            num_clients=global_progress.num_clients,
+            eta_next_step=max(0.0, tracker.estimated_next_update_time - hivemind.get_dht_time()),
+            local_samples_per_second=tracker.performance_ema.samples_per_second,
+            is_synchronized=opt.is_synchronized_with_peers(),
+        )
+
+    # -- set-up ---------------------------------------------------------------------------------------------
+
+    @override
+    def setup_environment(self) -> None:
+        if self.parallel_devices is not None and len(self.parallel_devices) > 1:
+            raise StrategyConfigError(
+                f"HivemindStrategy trains on one device per process, got {len(self.parallel_devices)} devices",
+                "use Trainer(devices=1) and start one process (one peer) per GPU",
+            )
+        if self.num_nodes > 1:
+            raise StrategyConfigError(
+                f"HivemindStrategy does not use num_nodes (got {self.num_nodes})",
+                "use Trainer(num_nodes=1) on every machine; machines find each other through initial_peers",
+            )
+        super().setup_environment()
+
+    @override
+    def setup(self, trainer: Any) -> None:
+        if trainer.accumulate_grad_batches != 1:
+            raise StrategyConfigError(
+                f"accumulate_grad_batches={trainer.accumulate_grad_batches} cannot be used with HivemindStrategy",
+                "remove accumulate_grad_batches: hivemind accumulates gradients up to target_batch_size itself",
+            )
+        self.model_to_device()
+        super().setup(trainer)
+        if trainer.state.fn != "fit":
+            return
+        if len(self.optimizers) != 1:
+            raise StrategyConfigError(
+                f"HivemindStrategy trains with exactly one optimizer, configure_optimizers returned "
+                f"{len(self.optimizers)}",
+                "return a single optimizer from configure_optimizers",
+            )
+        self._check_schedulers()
+        self._setup_precision(trainer)
+        self._start_dht()
+
+    def _check_schedulers(self) -> None:
+        for config in self.lr_scheduler_configs:
+            if isinstance(config.scheduler, ReduceLROnPlateau):
+                raise StrategyConfigError(
+                    "ReduceLROnPlateau cannot be used with HivemindStrategy",
+                    "use a scheduler that depends on the step count only (e.g. LambdaLR, OneCycleLR): "
+                    "every peer must compute the same learning rate for the same global step",
+                )
+        if self.lr_scheduler_configs and self.scheduler_fn is not None:
+            raise StrategyConfigError(
+                "a scheduler came from configure_optimizers and another from scheduler_fn",
+                "keep one of them: scheduler_fn, or the scheduler returned by configure_optimizers",
+            )
+        if self.lr_scheduler_configs and self._optimizer_factory_mode:
+            raise StrategyConfigError(
+                "with offload_optimizer or delayed steps hivemind builds its own optimizer, so the scheduler "
+                "returned by configure_optimizers would drive an optimizer that is not used",
+                "pass HivemindStrategy(scheduler_fn=lambda opt: YourScheduler(opt, ...)) instead",
+            )
+
+    def _setup_precision(self, trainer: Any) -> None:
+        plugin = self.precision_plugin
+        if isinstance(plugin, MixedPrecision) and plugin.scaler is not None:
+            if trainer.gradient_clip_val:
+                raise StrategyConfigError(
+                    "gradient_clip_val cannot be combined with precision='16-mixed' under HivemindStrategy: "
+                    "gradients stay scaled until the global step",
+                    "use precision='bf16-mixed', or drop gradient_clip_val",
+                )
+            self.precision_plugin = _HivemindMixedPrecision(plugin.precision, plugin.device)
+
+    def _start_dht(self) -> None:
+        if self._dht is None:
+            if self.identity_path is not None:
+                directory = os.path.dirname(os.path.abspath(self.identity_path))
+                os.makedirs(directory, exist_ok=True)
+            try:
+                self._dht = hivemind.DHT(
+                    initial_peers=self.initial_peers,
+                    host_maddrs=self.host_maddrs,
+                    announce_maddrs=self.announce_maddrs,
+                    identity_path=self.identity_path,
+                    start=True,
+                    **self._dht_kwargs,
+                )
+            except Exception as e:
+                raise SwarmError(
+                    f"could not start the hivemind DHT: {e}",
+                    "check that the initial peers are reachable and their addresses current, or start "
+                    "without initial peers to begin a new swarm",
+                ) from e
+        if self.print_join_message:
+            print(self.join_message(), file=sys.stderr, flush=True)
+
+    # -- training ------------------------------------------------------------------------------------------
+
+    @override
+    def on_train_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if self.batch_size is not None:
+            self._step_batch_size = self.batch_size
+        else:
+            try:
+                self._step_batch_size = extract_batch_size(batch)
+            except Exception as e:
+                raise StrategyConfigError(
+                    "HivemindStrategy could not infer the batch size from the batch",
+                    "pass HivemindStrategy(batch_size=<samples per step>)",
+                ) from e
+        if self._opt is None:
+            self._init_hivemind_optimizer()
+
+    def _init_hivemind_optimizer(self) -> None:
+        assert self._dht is not None, "setup() starts the DHT before training"
+        (optimizer,) = self.optimizers
+        if self._optimizer_factory_mode:
+            optimizer_type, defaults = type(optimizer), dict(optimizer.defaults)
+            opt_arg: Any = lambda params: optimizer_type(params, **defaults)  # noqa: E731
+            params = optimizer.param_groups
+        else:
+            opt_arg, params = optimizer, None
+        opt = hivemind.Optimizer(
+            dht=self._dht,
+            run_id=self.run_id,
+            target_batch_size=self.target_batch_size,
+            batch_size_per_step=self._step_batch_size,
+            optimizer=opt_arg,
+            params=params,
+            scheduler=self.scheduler_fn,
+            # hivemind replaces this argument by the DHT's own mode; pass it so both always agree
+            client_mode=self._dht.client_mode,
+            **self._optimizer_kwargs,
+        )
+        self._opt = opt
+        if self._resumed_optimizer_state is not None:
+            opt.load_state_dict(self._resumed_optimizer_state)
+            self._resumed_optimizer_state = None
+        opt.load_state_from_peers()
+        self._schedulers = []
+        for config in self.lr_scheduler_configs:
+            wrapper = _GlobalStepScheduler(config.scheduler, opt)
+            config.scheduler = wrapper
+            self._schedulers.append(wrapper)
+        self.optimizers = [opt]
+        if self.reuse_grad_buffers:
+            self._disable_zero_grad()
+        self._sync_schedulers()
+
+    def _disable_zero_grad(self) -> None:
+        module = self.lightning_module
+        assert module is not None
+        if is_overridden("optimizer_zero_grad", module):
+            rank_zero_warn(
+                "HivemindStrategy(reuse_grad_buffers=True) disables your `optimizer_zero_grad`: gradients must "
+                "keep accumulating until the global step."
+            )
+        self._original_zero_grad = module.optimizer_zero_grad
+        module.optimizer_zero_grad = None  # type: ignore[assignment]
+
+    def _sync_schedulers(self) -> None:
+        for scheduler in self._schedulers:
+            scheduler.sync()
+
+    @override
+    def optimizer_step(self, optimizer: Any, closure: Callable[[], Any], model: Any = None, **kwargs: Any) -> Any:
+        if isinstance(optimizer, hivemind.Optimizer):
+            kwargs.setdefault("batch_size", self._step_batch_size)
+            before = optimizer.local_epoch
+            output = super().optimizer_step(optimizer, closure, model, **kwargs)
+            self._samples_contributed += kwargs["batch_size"]
+            if optimizer.local_epoch != before:
+                self._sync_schedulers()
+            return output
+        return super().optimizer_step(optimizer, closure, model, **kwargs)
+
+    # -- checkpoints ---------------------------------------------------------------------------------------
+
+    @override
+    def load_optimizer_state_dict(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("optimizer_states") or []
+        if self._opt is None and states:
+            # hivemind's optimizer does not exist yet: keep the state (and its global step) for it
+            state = states[0]
+            self._resumed_optimizer_state = state
+            inner = {**state, "state": {k: v for k, v in state["state"].items() if k != "local_epoch"}}
+            self.optimizers[0].load_state_dict(inner)
+            return
+        super().load_optimizer_state_dict(checkpoint)
+
+    # -- collectives: one process per peer, so each is the identity -----------------------------------------
+
+    @override
+    def model_to_device(self) -> None:
+        assert self.model is not None
+        self.model.to(self.root_device)
+
+    @override
+    def reduce(self, tensor: Tensor | Any, *args: Any, **kwargs: Any) -> Tensor | Any:
+        return tensor
+
+    @override
+    def all_gather(self, tensor: Tensor, group: Any | None = None, sync_grads: bool = False) -> Tensor:
+        return tensor
+
+    @override
+    def barrier(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    @override
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        return obj
+
+    # -- teardown --------------------------------------------------------------------------------------------
+
+    @override
+    def teardown(self) -> None:
+        module = self.lightning_module
+        if self._original_zero_grad is not None and module is not None:
+            module.optimizer_zero_grad = self._original_zero_grad  # type: ignore[method-assign]
+            self._original_zero_grad = None
+        self.shutdown_hivemind()
+        super().teardown()
+
+    def shutdown_hivemind(self) -> None:
+        """Leave the swarm: stop the optimizer's averagers, then the DHT (unless it was passed in)."""
+        if self._opt is not None:
+            opt, self._opt = self._opt, None
+            try:
+                opt.shutdown()
+            except Exception:  # a failing shutdown must not hide the error that ended training
+                log.exception("hivemind optimizer did not shut down cleanly")
+        if self._dht is not None and self._owns_dht:
+            dht, self._dht = self._dht, None
+            try:
+                dht.shutdown()
+            except Exception:
+                log.exception("hivemind DHT did not shut down cleanly")
+
+    @classmethod
+    @override
+    def register_strategies(cls, strategy_registry: Any) -> None:
+        strategy_registry.register(
+            cls.strategy_name,
+            cls,
+            description="Collaborative training over the internet with hivemind (volunteer)",
+            override=True,
+        )
+
+
+class _HivemindMixedPrecision(MixedPrecision):
+    """16-bit mixed precision with a ``hivemind.GradScaler``, which hivemind's optimizer drives itself.
+
+    Gradients stay scaled while they accumulate; hivemind unscales them once, at the global step.
+    """
+
+    def __init__(self, precision: str, device: str) -> None:
+        super().__init__(precision, device, scaler=hivemind.GradScaler(device=device))  # type: ignore[arg-type]
+
+    @override
+    def optimizer_step(self, optimizer: Any, model: Any, closure: Callable[[], Any], **kwargs: Any) -> Any:
+        if not isinstance(optimizer, hivemind.Optimizer):
+            return super().optimizer_step(optimizer, model, closure, **kwargs)
+        closure_result = closure()
+        self._after_closure(model, optimizer)
+        if closure_result is None and model.automatic_optimization:
+            return closure_result  # backward was skipped
+        optimizer.step(grad_scaler=self.scaler, **kwargs)
+        self.scaler.update()  # type: ignore[union-attr]
+        return closure_result
+
+
+class _GlobalStepScheduler:
+    """Makes a learning-rate scheduler follow the swarm's global steps exactly.
+
+    The wrapped scheduler's ``last_epoch`` is kept equal to hivemind's ``local_epoch``: after global step
+    ``n`` the learning rate is the scheduler's value for step ``n``, whether the step was taken here or
+    loaded from peers. Lightning's own calls to ``step()`` only bring it up to date.
+    """
+
+    def __init__(self, scheduler: LRScheduler, opt: hivemind.Optimizer) -> None:
+        self.scheduler = scheduler
+        self._opt = opt
+
+    def sync(self) -> None:
+        with warnings.catch_warnings():
+            # the inner optimizer may not have stepped yet when the epoch was loaded from peers
+            warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
+            while self.scheduler.last_epoch < self._opt.local_epoch:
+                self.scheduler.step()
+
+    def step(self, *args: Any, **kwargs: Any) -> None:
+        self.sync()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state_dict)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.scheduler, name)
+
+
+def _check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise StrategyConfigError(
+            f"{name} must be a positive integer, got {value!r}",
+            f"pass {name}= a whole number of samples greater than 0",
+        )
+
+
+def _is_loopback(address: str) -> bool:
+    parts = address.split("/")
+    return len(parts) > 2 and (parts[2].startswith("127.") or parts[2] == "::1")
+
+
+# importing this module makes Trainer(strategy="hivemind") work
+HivemindStrategy.register_strategies(StrategyRegistry)

@@ -7,6 +7,7 @@ nothing heavy, so the CLI can raise and report these before torch is loaded.
 
 from __future__ import annotations
 
+
 class VolunteerError(Exception):
     """Base class: a one-line ``message`` naming the problem and a ``hint`` naming the fix."""
 

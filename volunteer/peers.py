@@ -13,7 +13,9 @@ from collections.abc import Iterable, Sequence
 from volunteer.errors import PeerAddressError
 
 _BASE58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]+$")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
 
 # protocol name -> kind of value that follows it (None: the protocol takes no value)
 _PROTOCOLS: dict[str, str | None] = {
@@ -82,9 +84,8 @@ def _check_value(name: str, kind: str, value: str) -> None:
     elif kind == "port":
         if not value.isdigit() or not 0 <= int(value) <= 65535:
             raise ValueError(f"{name} port {value!r} is not a number from 0 to 65535")
-    elif kind == "peer":
-        if not _BASE58.match(value) or not 32 <= len(value) <= 128:
-            raise ValueError(f"{value!r} is not a peer id (base58, like Qm... or 12D3KooW...)")
+    elif kind == "peer" and (not _BASE58.match(value) or not 32 <= len(value) <= 128):
+        raise ValueError(f"{value!r} is not a peer id (base58, like Qm... or 12D3KooW...)")
 
 
 def validate_listen_address(address: str, source: str | None = None) -> str:

@@ -188,9 +188,7 @@ class HivemindStrategy(Strategy):
         else:
             self.initial_peers = parse_peers(initial_peers, "initial_peers")
         self.host_maddrs = (
-            parse_listen_addresses(host_maddrs, "host_maddrs")
-            if host_maddrs is not None
-            else list(DEFAULT_HOST_MADDRS)
+            parse_listen_addresses(host_maddrs, "host_maddrs") if host_maddrs is not None else list(DEFAULT_HOST_MADDRS)
         )
         self.announce_maddrs = parse_listen_addresses(announce_maddrs, "announce_maddrs") or None
 

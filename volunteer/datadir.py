@@ -1,0 +1,167 @@
+"""The data directory: Hub cache, identity, consent records, peer cache and contribution ledger.
+
+Every file in it is written atomically (temporary file, fsync, rename), so a crash or ``kill -9`` leaves
+either the old content or the new one, never a torn file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from volunteer.constants import ENV_PREFIX, env
+from volunteer.errors import DataDirError
+
+
+def default_data_dir() -> Path:
+    """``VOLUNTEER_HOME``, else ``$XDG_CACHE_HOME/volunteer``, else ``~/.cache/volunteer``."""
+    explicit = env(ENV_PREFIX + "HOME")
+    if explicit:
+        return Path(explicit).expanduser()
+    cache = env("XDG_CACHE_HOME")
+    base = Path(cache).expanduser() if cache else Path.home() / ".cache"
+    return base / "volunteer"
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe form of a run id or repo id."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned or "_"
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Paths inside one data directory. Create with :meth:`open`, which checks it is writable."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None) -> DataDir:
+        root = Path(path).expanduser() if path is not None else default_data_dir()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
+                pass
+        except OSError as e:
+            raise DataDirError(
+                f"data directory {str(root)!r} is not writable: {e.strerror or e}",
+                "choose a writable directory with --data-dir (or VOLUNTEER_HOME); in Docker, make sure the "
+                "volume mounted at /data belongs to the container's user (uid 1000)",
+            ) from None
+        return cls(root.resolve())
+
+    @property
+    def hub_cache(self) -> Path:
+        return self.root / "hub"
+
+    @property
+    def consent_file(self) -> Path:
+        return self.root / "consent.json"
+
+    @property
+    def identity_file(self) -> Path:
+        return self.root / "identity.key"
+
+    def peers_cache(self, run_id: str) -> Path:
+        return self.root / "peers" / f"{safe_name(run_id)}.txt"
+
+    def ledger_file(self, run_id: str) -> Path:
+        return self.root / "ledger" / f"{safe_name(run_id)}.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "volunteer.lock"
+
+    def check_identity(self) -> Path:
+        """The identity file's path; a clear error when it exists but cannot be used."""
+        path = self.identity_file
+        if path.exists():
+            try:
+                data = path.read_bytes()
+            except OSError as e:
+                raise DataDirError(
+                    f"identity file {str(path)!r} is unreadable: {e.strerror or e}",
+                    f"fix its permissions (it must be readable by this user), or delete it to get a new peer "
+                    f"id: rm {path}",
+                ) from None
+            if len(data) < 64:
+                raise DataDirError(
+                    f"identity file {str(path)!r} is damaged ({len(data)} bytes)",
+                    f"delete it to get a new peer id: rm {path}",
+                )
+        return path
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the data directory for this process: two clients sharing one identity would clash."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise DataDirError(
+                    f"data directory {str(self.root)!r} is in use by another volunteer (pid {holder})",
+                    "stop that one first, or give this one its own --data-dir",
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield self
+        finally:
+            os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that readers see the old or the new content, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path, what: str) -> Any | None:
+    """Parse a JSON file of ours; ``None`` when absent; a clear error when damaged."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise DataDirError(
+            f"{what} {str(path)!r} is unreadable: {e.strerror or e}", "fix the file's permissions"
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataDirError(
+            f"{what} {str(path)!r} is damaged: {e.msg} at line {e.lineno}",
+            f"move it aside (mv {path} {path}.bad) and start again; volunteer writes a fresh one",
+        ) from None

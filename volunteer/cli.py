@@ -17,7 +17,9 @@ EXIT_USAGE = 2
 
 
 # sub-command -> "module:function"; each function takes the remaining arguments and returns an exit status
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "doctor": "volunteer.doctor:main",
+}
 RUN = "volunteer.runner:main"
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import hivemind
 import torch
+from hivemind.utils.timed_storage import get_dht_time
 from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.strategies import Strategy, StrategyRegistry
 from lightning.pytorch.utilities.data import extract_batch_size
@@ -333,7 +334,7 @@ class HivemindStrategy(Strategy):
             target_batch_size=global_progress.target_batch_size,
             num_peers=max(1, global_progress.num_peers),
             num_clients=global_progress.num_clients,
-            eta_next_step=max(0.0, tracker.estimated_next_update_time - hivemind.get_dht_time()),
+            eta_next_step=max(0.0, tracker.estimated_next_update_time - get_dht_time()),
             local_samples_per_second=tracker.performance_ema.samples_per_second,
             is_synchronized=opt.is_synchronized_with_peers(),
         )

@@ -76,14 +76,17 @@ def parse_log_format(value: str) -> str:
     return value
 
 
-def _peers(value: str) -> str:
-    parse_peers(value)  # raises PeerAddressError with its own hint
+def _peers(value: str, source: str | None = None) -> str:
+    parse_peers(value, source)  # raises PeerAddressError with its own hint
     return value
 
 
-def _listen(value: str) -> str:
-    parse_listen_addresses(value)
+def _listen(value: str, source: str | None = None) -> str:
+    parse_listen_addresses(value, source)
     return value
+
+
+_ADDRESS_PARSERS = (_peers, _listen)
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,7 @@ def settings_from_namespace(namespace: argparse.Namespace) -> Settings:
         else:
             parser = option.parse or str
         try:
-            values[option.name] = parser(raw)
+            values[option.name] = parser(raw, source) if parser in _ADDRESS_PARSERS else parser(raw)
         except ValueError as e:
             raise ConfigError(f"{source}: {e}", f"fix the value of {source}; see 'volunteer --help'") from None
     return Settings(**values)

@@ -248,6 +248,9 @@ class HivemindStrategy(Strategy):
         self._original_zero_grad: Callable | None = None
         self._resumed_optimizer_state: dict | None = None
         self._samples_contributed = 0
+        self._pending_samples = 0
+        self._swarm_samples = 0
+        self._local_only_samples = 0
 
     # -- properties ---------------------------------------------------------------------------------------
 
@@ -272,6 +275,21 @@ class HivemindStrategy(Strategy):
     def samples_contributed(self) -> int:
         """Samples this peer has computed gradients for since training began."""
         return self._samples_contributed
+
+    @property
+    def swarm_samples(self) -> int:
+        """Samples that went into global steps taken with other peers."""
+        return self._swarm_samples
+
+    @property
+    def local_only_samples(self) -> int:
+        """Samples that did not reach a swarm step: computed alone, or discarded for being out of sync."""
+        return self._local_only_samples
+
+    @property
+    def pending_samples(self) -> int:
+        """Samples accumulated toward the next global step."""
+        return self._pending_samples
 
     @property
     @override
@@ -500,15 +518,26 @@ class HivemindStrategy(Strategy):
 
     @override
     def optimizer_step(self, optimizer: Any, closure: Callable[[], Any], model: Any = None, **kwargs: Any) -> Any:
-        if isinstance(optimizer, hivemind.Optimizer):
-            kwargs.setdefault("batch_size", self._step_batch_size)
-            before = optimizer.local_epoch
-            output = super().optimizer_step(optimizer, closure, model, **kwargs)
-            self._samples_contributed += kwargs["batch_size"]
-            if optimizer.local_epoch != before:
-                self._sync_schedulers()
-            return output
-        return super().optimizer_step(optimizer, closure, model, **kwargs)
+        if not isinstance(optimizer, hivemind.Optimizer):
+            return super().optimizer_step(optimizer, closure, model, **kwargs)
+        kwargs.setdefault("batch_size", self._step_batch_size)
+        before = optimizer.local_epoch
+        synchronized = optimizer.is_synchronized_with_peers()
+        with_others = optimizer.tracker.global_progress.num_peers >= 2
+        output = super().optimizer_step(optimizer, closure, model, **kwargs)
+        self._samples_contributed += kwargs["batch_size"]
+        self._pending_samples += kwargs["batch_size"]
+        after = optimizer.local_epoch
+        if after != before:
+            # one step forward from an in-sync state is a global step we took part in; anything else
+            # (a jump after loading state from peers) discarded the samples we had accumulated
+            if synchronized and after == before + 1 and with_others:
+                self._swarm_samples += self._pending_samples
+            else:
+                self._local_only_samples += self._pending_samples
+            self._pending_samples = 0
+            self._sync_schedulers()
+        return output
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 

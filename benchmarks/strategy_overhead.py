@@ -1,0 +1,196 @@
+"""What does HivemindStrategy cost a lone peer, compared with the same arithmetic without it?
+
+Three ways to train the same model on the same data, alternated in one invocation so that machine noise
+hits all of them alike:
+
+* ``lightning``: plain Lightning, accumulating gradients over ``target_batch_size / batch_size`` batches,
+  so the inner optimizer steps exactly as often as hivemind's (stepping every batch would flatter us);
+* ``strategy``: Lightning with ``HivemindStrategy`` (one peer, loopback DHT);
+* ``raw``: a hand-written loop around ``hivemind.Optimizer``, no Lightning.
+
+Throughput is measured after a warm-up (the first global step, which includes building the optimizer) and
+reported as samples/s, with ratios against the plain Lightning baseline.
+
+    python benchmarks/strategy_overhead.py              # the recorded configuration
+    python benchmarks/strategy_overhead.py --quick      # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+import warnings
+
+import hivemind
+import lightning as L
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from volunteer.strategy import HivemindStrategy
+
+LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+
+
+class Mlp(L.LightningModule):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(
+            nn.Linear(256, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 10)
+        )
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.cross_entropy(self.net(x), y)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class BatchClock(L.Callback):
+    def __init__(self, warmup_batches: int) -> None:
+        self.warmup_batches = warmup_batches
+        self.start: float | None = None
+        self.end: float | None = None
+        self.batches = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.batches += 1
+        if self.batches == self.warmup_batches:
+            self.start = time.perf_counter()
+        self.end = time.perf_counter()
+
+
+def make_data(num_batches: int, batch_size: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(num_batches * batch_size, 256, generator=generator)
+    y = torch.randint(0, 10, (num_batches * batch_size,), generator=generator)
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=False)
+
+
+def trainer_for(strategy, accumulate: int, max_steps: int, clock: BatchClock) -> L.Trainer:
+    return L.Trainer(
+        strategy=strategy,
+        accelerator="cpu",
+        devices=1,
+        accumulate_grad_batches=accumulate,
+        max_steps=max_steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[clock],
+    )
+
+
+def run_lightning(args, accumulate: int) -> float:
+    clock = BatchClock(warmup_batches=accumulate)
+    total_batches = accumulate * (args.global_steps + 1)
+    # with accumulation, max_steps counts optimizer steps
+    trainer = trainer_for("auto", accumulate, args.global_steps + 1, clock)
+    trainer.fit(Mlp(args.width), make_data(total_batches, args.batch_size))
+    return (clock.batches - clock.warmup_batches) * args.batch_size / (clock.end - clock.start)
+
+
+def run_strategy(args, accumulate: int) -> float:
+    clock = BatchClock(warmup_batches=accumulate)
+    total_batches = accumulate * (args.global_steps + 1)
+    strategy = HivemindStrategy(
+        target_batch_size=args.target,
+        batch_size=args.batch_size,
+        run_id=f"bench-{time.monotonic_ns()}",
+        host_maddrs=LOOPBACK,
+        matchmaking_time=args.matchmaking_time,
+        averaging_timeout=10,
+        print_join_message=False,
+    )
+    trainer = trainer_for(strategy, 1, total_batches, clock)
+    trainer.fit(Mlp(args.width), make_data(total_batches, args.batch_size))
+    return (clock.batches - clock.warmup_batches) * args.batch_size / (clock.end - clock.start)
+
+
+def run_raw(args, accumulate: int) -> float:
+    model = Mlp(args.width)
+    dht = hivemind.DHT(host_maddrs=[LOOPBACK], start=True)
+    opt = hivemind.Optimizer(
+        dht=dht,
+        run_id=f"bench-raw-{time.monotonic_ns()}",
+        target_batch_size=args.target,
+        batch_size_per_step=args.batch_size,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+        matchmaking_time=args.matchmaking_time,
+        averaging_timeout=10,
+        client_mode=False,
+    )
+    try:
+        total_batches = accumulate * (args.global_steps + 1)
+        start = None
+        for i, (x, y) in enumerate(make_data(total_batches, args.batch_size)):
+            loss = nn.functional.cross_entropy(model.net(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            if i + 1 == accumulate:
+                start = time.perf_counter()
+        end = time.perf_counter()
+        return (total_batches - accumulate) * args.batch_size / (end - start)
+    finally:
+        opt.shutdown()
+        dht.shutdown()
+
+
+def step_time_ms(args) -> float:
+    model, (x, y) = Mlp(args.width), next(iter(make_data(1, args.batch_size)))
+    for _ in range(3):
+        nn.functional.cross_entropy(model.net(x), y).backward()
+    start = time.perf_counter()
+    for _ in range(10):
+        nn.functional.cross_entropy(model.net(x), y).backward()
+    return (time.perf_counter() - start) * 100
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--width", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--target", type=int, default=2048)
+    parser.add_argument("--global-steps", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--matchmaking-time", type=float, default=3.0)
+    parser.add_argument("--quick", action="store_true", help="small and short, for a smoke test")
+    args = parser.parse_args()
+    if args.quick:
+        args.width, args.target, args.global_steps, args.repeats = 256, 512, 1, 1
+    if args.target % args.batch_size:
+        parser.error("--target must be a multiple of --batch-size")
+    accumulate = args.target // args.batch_size
+
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    hivemind.utils.logging.use_hivemind_log_handler("nowhere")
+
+    print(
+        f"model: MLP width {args.width}, batch {args.batch_size}, one fwd+bwd step ≈ {step_time_ms(args):.1f} ms; "
+        f"target_batch_size {args.target} ({accumulate} batches per global step), "
+        f"{args.global_steps} measured global steps, {args.repeats} alternating repeats, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    runners = {"lightning": run_lightning, "strategy": run_strategy, "raw": run_raw}
+    results: dict[str, list[float]] = {name: [] for name in runners}
+    for repeat in range(args.repeats):
+        for name, runner in runners.items():
+            value = runner(args, accumulate)
+            results[name].append(value)
+            print(f"  repeat {repeat + 1} {name:<10} {value:9.1f} samples/s", flush=True)
+    median = {name: statistics.median(values) for name, values in results.items()}
+    print("median samples/s:  " + "  ".join(f"{name} {value:.1f}" for name, value in median.items()))
+    print(f"ratio strategy / lightning (accumulating): {median['strategy'] / median['lightning']:.3f}")
+    print(f"ratio raw hivemind / lightning:            {median['raw'] / median['lightning']:.3f}")
+    print(f"ratio strategy / raw hivemind:             {median['strategy'] / median['raw']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Run a session headless in a child process and show the dashboard as a client of its status endpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+
+from volunteer.datadir import DataDir
+from volunteer.errors import VolunteerError
+from volunteer.runner import INTERACTIVE_CHILD_ENV
+from volunteer.settings import Settings
+from volunteer.stats import Command
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 12.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    os.setsid()
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class ChildSession:
+    """A headless ``volunteer`` child with its own status endpoint; stopped (and reaped) on exit."""
+
+    def __init__(self, argv: Sequence[str], log_path: str, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
+        self.log_path = log_path
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        args = [sys.executable, "-m", "volunteer", *argv, "--headless", "--status-port", str(self.port)]
+        self.process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, INTERACTIVE_CHILD_ENV: "1"},
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads yet in this process
+        )
+
+    def wait_ready(self, client, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise VolunteerError(*self._failure())
+            try:
+                client.latest()
+                return
+            except ConnectionError:
+                time.sleep(0.2)
+        raise VolunteerError(f"the session did not start within {timeout:.0f} s", f"see its log: {self.log_path}")
+
+    def _failure(self) -> tuple[str, str]:
+        lines = [
+            line
+            for line in open(self.log_path, errors="replace").read().splitlines()[-40:]
+            if line.startswith(("error:", "hint:"))
+        ]
+        message = next((line[7:] for line in lines if line.startswith("error:")), "the session exited")
+        hint = next((line[6:] for line in lines if line.startswith("hint:")), f"see its log: {self.log_path}")
+        return message, hint
+
+    def stop(self, client=None) -> int | None:
+        if self.process.poll() is None and client is not None:
+            with contextlib.suppress(ConnectionError, OSError):
+                client.send(Command.STOP)
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+        self._log.close()
+        return self.process.returncode
+
+
+def run_with_dashboard(argv: Sequence[str], settings: Settings) -> int:
+    """``volunteer --project X`` on a terminal: headless child plus dashboard; quitting stops the child."""
+    from tui import run_tui
+    from volunteer.status_client import StatusClient
+
+    data_dir = DataDir.open(settings.data_dir)
+    child = ChildSession(argv, str(data_dir.root / "logs" / "session.log"))
+    client = StatusClient(child.url)
+    try:
+        child.wait_ready(client)
+        code = run_tui(client)
+    finally:
+        child_code = child.stop(client)
+    return code if code else (child_code or 0)

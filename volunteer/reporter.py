@@ -1,0 +1,207 @@
+"""The worker's Lightning callback: measures this peer, obeys commands, streams stats to the supervisor."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import queue
+import threading
+import time
+from typing import Any
+
+import lightning as L
+
+
+class Reporter(L.Callback):
+    """A Lightning callback that measures this peer, obeys commands, and streams stats to the supervisor.
+
+    Stats go out from a background thread, so the supervisor hears from us even while a global step
+    or a state download blocks the training loop.
+    """
+
+    def __init__(self, worker: Any, strategy: Any, public_key: bytes, device: Any, batch_size: int) -> None:
+        self.worker = worker
+        self.strategy = strategy
+        self.public_key = public_key
+        self.device = device
+        self.batch_size = batch_size
+        self.state = "connecting"
+        self.steps = 0
+        self.loss: float | None = None
+        self.loss_smoothed: float | None = None
+        self.lr: float | None = None
+        self.samples_per_second = 0.0
+        self.compute_seconds = 0.0
+        self.stop_reason: str | None = None
+        self.paused = False
+        self.finish_after_epoch: int | None = None
+        self._batch_started: float | None = None
+        self._first_batch = True
+        self._last_epoch = 0
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._leaderboard: Any = None
+        self._thread = threading.Thread(target=self._report_loop, name="volunteer-stats", daemon=True)
+        self._thread.start()
+
+    # -- Lightning hooks -----------------------------------------------------------------------------------
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        from volunteer.leaderboard import LeaderboardPublisher, make_record
+
+        strategy = self.strategy
+        addresses = strategy.visible_maddrs()
+        peers = len(strategy.initial_peers)
+        how = f"joined through {peers} initial peer(s)" if peers else "started a new swarm"
+        self.worker.emit(kind="joined", peer_id=str(strategy.dht.peer_id), addresses=addresses)
+        self.worker.event("joined", f"peer {strategy.dht.peer_id} {how}; reachable at {' '.join(addresses)}")
+        spec = self.worker.spec
+        self._leaderboard = LeaderboardPublisher(
+            strategy.dht,
+            strategy.run_id,
+            self.public_key,
+            lambda: make_record(
+                str(strategy.dht.peer_id),
+                spec.nickname,
+                spec.base_swarm_samples + strategy.swarm_samples,
+                self.samples_per_second,
+            ),
+            interval=spec.leaderboard_interval,
+        )
+        self._leaderboard.start()
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self._handle_commands(trainer)
+        while self.paused and not trainer.should_stop:
+            time.sleep(0.1)
+            self._handle_commands(trainer)
+        if self._first_batch:
+            self._set_state("loading_state")  # the strategy builds hivemind's optimizer and loads peers' state
+        self._batch_started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        elapsed = now - self._batch_started if self._batch_started is not None else 0.0
+        strategy = self.strategy
+        opt = strategy.hivemind_optimizer
+        with self._lock:
+            self.steps += 1
+            if not self._first_batch and elapsed > 0:
+                self.compute_seconds += elapsed
+                rate = self.batch_size / elapsed
+                self.samples_per_second = (
+                    rate if self.samples_per_second == 0 else (0.9 * self.samples_per_second + 0.1 * rate)
+                )
+            loss = _loss_value(outputs)
+            if loss is not None and math.isfinite(loss):
+                self.loss = loss
+                self.loss_smoothed = loss if self.loss_smoothed is None else 0.95 * self.loss_smoothed + 0.05 * loss
+            if opt is not None and opt.param_groups:
+                self.lr = float(opt.param_groups[0].get("lr", 0.0))
+        if self._first_batch:
+            self._first_batch = False
+            epoch = opt.local_epoch if opt is not None else 0
+            self._last_epoch = epoch
+            if epoch > 0:
+                self.worker.event("state_loaded", f"loaded the swarm's state at global step {epoch}")
+        if not self.paused:
+            self._set_state("training")
+        if opt is not None and opt.local_epoch != self._last_epoch:
+            self._on_global_step(trainer, opt.local_epoch)
+        if self.stop_reason is None and trainer.max_steps > 0 and self.steps >= trainer.max_steps:
+            self.stop_reason = "max_steps"
+
+    def _on_global_step(self, trainer: Any, epoch: int) -> None:
+        if epoch > self._last_epoch + 1:
+            self.worker.event("state_loaded", f"caught up with the swarm: loaded global step {epoch} from peers")
+        self._last_epoch = epoch
+        self.send_stats()  # credit for a global step is written to the ledger at once
+        if self.finish_after_epoch is not None and epoch > self.finish_after_epoch:
+            self.stop_reason = "finished"
+            trainer.should_stop = True
+            self.worker.event("finished", f"left after global step {epoch}, as asked")
+
+    # -- commands ------------------------------------------------------------------------------------------
+
+    def _handle_commands(self, trainer: Any) -> None:
+        while True:
+            try:
+                command = self.worker.commands.get_nowait()
+            except queue.Empty:
+                return
+            if command == "stop":
+                self.stop_reason = "stopped"
+                self.paused = False
+                trainer.should_stop = True
+                self._set_state("stopping")
+            elif command == "pause" and not self.paused:
+                self.paused = True
+                self._set_state("paused")
+                self.worker.event("paused", "paused: no new samples until resumed")
+            elif command == "resume" and self.paused:
+                self.paused = False
+                self._set_state("training")
+                self.worker.event("resumed", "resumed")
+            elif command == "finish":
+                opt = self.strategy.hivemind_optimizer
+                self.finish_after_epoch = opt.local_epoch if opt is not None else 0
+                self.paused = False
+                self.worker.event("finishing", "will leave after the current global step")
+
+    # -- reporting -----------------------------------------------------------------------------------------
+
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.send_stats()
+
+    def send_stats(self) -> None:
+        strategy = self.strategy
+        progress = strategy.progress()
+        with self._lock:
+            message = dict(
+                kind="stats",
+                state=self.state,
+                samples=strategy.samples_contributed,
+                steps=self.steps,
+                swarm_samples=strategy.swarm_samples,
+                local_only_samples=strategy.local_only_samples,
+                pending_samples=strategy.pending_samples,
+                compute_seconds=self.compute_seconds,
+                samples_per_second=self.samples_per_second,
+                loss=self.loss,
+                loss_smoothed=self.loss_smoothed,
+                learning_rate=self.lr,
+                progress=dataclasses.asdict(progress) if progress is not None else None,
+                leaderboard=[dataclasses.asdict(e) for e in self._leaderboard.entries] if self._leaderboard else [],
+            )
+        self.worker.emit(**message)
+
+    def _report_loop(self) -> None:
+        from volunteer.device import device_info
+
+        last_device = 0.0
+        while not self._closed.wait(self.worker.spec.stats_interval):
+            with contextlib.suppress(Exception):  # e.g. the tracker is mid-shutdown
+                self.send_stats()
+            if self.device.accelerator == "gpu" and time.monotonic() - last_device > 5:
+                last_device = time.monotonic()
+                with contextlib.suppress(Exception):
+                    self.worker.emit(kind="device", device=dataclasses.asdict(device_info(self.device)))
+
+    def close(self) -> None:
+        if self._leaderboard is not None:
+            self._leaderboard.stop()
+        self._closed.set()
+        self._thread.join(timeout=2)
+        with contextlib.suppress(Exception):
+            self.send_stats()
+
+
+def _loss_value(outputs: Any) -> float | None:
+    loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+    try:
+        return float(loss.detach()) if hasattr(loss, "detach") else (float(loss) if loss is not None else None)
+    except (TypeError, ValueError):
+        return None

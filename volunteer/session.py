@@ -1,0 +1,537 @@
+"""The contribution session: supervises the training process and publishes snapshots to the views.
+
+    project loading -> Session (this module) -> worker process (Trainer + HivemindStrategy)
+                              |
+                              +-> immutable Snapshots -> headless log, status endpoint, TUI
+
+The session owns everything that must outlive a training process: the contribution ledger, the
+reconnect back-off, crash restarts (with a smaller batch after a CUDA out-of-memory error), and the
+graceful stop that ``docker stop`` expects (SIGTERM: out within 10 s, ledger written, exit 0).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import threading
+import time
+from typing import Any
+
+from volunteer.datadir import DataDir
+from volunteer.errors import SwarmError, VolunteerError
+from volunteer.headless import HeadlessLog
+from volunteer.ledger import Counters, LedgerFile
+from volunteer.settings import Settings
+from volunteer.stats import (
+    Command,
+    DeviceInfo,
+    ErrorInfo,
+    Event,
+    LeaderboardEntry,
+    ProjectInfo,
+    Snapshot,
+    State,
+)
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE = 7.5
+"""Seconds a training process gets to leave the swarm cleanly before its process group is killed."""
+MAX_BACKOFF = 60.0
+MAX_RESTARTS = 5
+SNAPSHOT_INTERVAL = 0.5
+LOG_INTERVAL = 10.0
+LEDGER_INTERVAL = 1.0
+LEADERBOARD_FRESH = 30.0
+
+
+@dataclasses.dataclass
+class _Outcome:
+    kind: str
+    """"done" (max steps or finish), "stopped", or "error"."""
+    category: str = ""
+    message: str = ""
+    hint: str | None = None
+
+
+class Session:
+    """Runs one volunteer's contribution; a :class:`~volunteer.stats.SnapshotSource` for the views.
+
+    Args:
+        settings: The resolved command-line settings.
+        data_dir: The opened (and locked) data directory.
+        interactive: A TUI drives this session through the status endpoint: consent is asked there
+            (state ``waiting_for_consent``) and a failure stays on show until the TUI says stop.
+        log_stream: Where headless lines go (``None``: standard output; no lines when interactive).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        data_dir: DataDir,
+        *,
+        interactive: bool = False,
+        headless_log: HeadlessLog | None = None,
+    ) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self.interactive = interactive
+        self.out = headless_log
+        self.started = time.time()
+        self._snapshot = Snapshot(state=State.STARTING, time=self.started, nickname=self._nickname())
+        self._events: collections.deque[Event] = collections.deque(maxlen=500)
+        self._event_seq = 0
+        self._events_lock = threading.Lock()
+        self._commands: queue.Queue[Command] = queue.Queue()
+        self._stop_requested = False
+        self._hard_stop = False
+        self._signals = 0
+        self._trusted = threading.Event()
+        self.prepared: Any = None
+        self.ledger: LedgerFile | None = None
+        self._folded = Counters()
+        self._current = Counters()
+        self._pending = 0
+        self._worker_state = "connecting"
+        self._stats: dict[str, Any] = {}
+        self._last_logged = 0.0
+        self._last_ledger_save = 0.0
+        self._reconnecting = False
+        self.reconnects = 0
+        self.peer_id = ""
+
+    # -- SnapshotSource --------------------------------------------------------------------------------
+
+    def latest(self) -> Snapshot:
+        return self._snapshot
+
+    def events_since(self, seq: int) -> list[Event]:
+        with self._events_lock:
+            return [e for e in self._events if e.seq > seq]
+
+    def send(self, command: Command) -> None:
+        self._commands.put(Command(command))
+
+    # -- running ---------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Prepare the project and contribute until stopped; returns the exit status."""
+        self._install_signal_handlers()
+        server = None
+        if self.settings.status_port:
+            from volunteer.status_server import StatusServer
+
+            server = StatusServer(self, "127.0.0.1", self.settings.status_port).start()
+        try:
+            try:
+                self._prepare()
+                return self._supervise()
+            except VolunteerError as e:
+                self._fail(e)
+                if self.interactive:
+                    self._linger()
+                raise
+            finally:
+                self._save_ledger(force=True)
+        finally:
+            if server is not None:
+                server.stop()
+
+    def _prepare(self) -> None:
+        from volunteer.project import prepare_project
+
+        self._set_state(State.DOWNLOADING)
+        ask = self._ask_consent_via_api if self.interactive else None
+        self.prepared = prepare_project(self.settings, self.data_dir, ask_consent=ask)
+        project = self.prepared.project
+        for warning in project.warnings:
+            self.event("warning", warning)
+        manifest = project.manifest
+        self.data_dir.check_identity()
+        self.ledger = LedgerFile(self.data_dir.ledger_file(manifest.run_id), manifest.run_id)
+        self._publish(project=project.info(), target_batch_size=manifest.target_batch_size)
+
+    def _ask_consent_via_api(self, project: Any) -> bool:
+        self._publish(state=State.WAITING_FOR_CONSENT, project=project.info())
+        self.event("consent", f"waiting for consent to run the code of {project.repo}")
+        while not self._trusted.is_set():
+            self._drain_commands(worker_commands=None)
+            if self._stop_requested:
+                return False
+            time.sleep(0.1)
+        self._set_state(State.DOWNLOADING)
+        return True
+
+    def _supervise(self) -> int:
+        from volunteer.project import remember_working_peers
+
+        self._remember_peers = remember_working_peers
+        peers = tuple(self.prepared.peers.addresses)
+        batch_size = self.settings.batch_size
+        restarts = 0
+        backoff = 1.0
+        deadline = time.monotonic() + self.settings.duration if self.settings.duration else None
+        while True:
+            if self._stop_requested:
+                return 0
+            outcome = self._run_worker(peers, batch_size, deadline)
+            if outcome.kind in ("done", "stopped") or self._stop_requested:
+                self._set_state(State.STOPPED)
+                self.event("stopped", f"stopped ({outcome.kind}); contributed {self._session().samples:,} samples")
+                return 0
+            if outcome.category == "unreachable":
+                self.reconnects += 1
+                self._reconnecting = True
+                self._publish(state=State.RECONNECTING, last_error=ErrorInfo(outcome.message, outcome.hint))
+                self.event("reconnecting", f"no peer reachable; retrying in {backoff:.0f} s ({outcome.message})")
+                self._sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                peers = self._recollect_peers(peers)
+                continue
+            if outcome.category == "error":
+                raise VolunteerError(outcome.message, outcome.hint)
+            restarts += 1
+            if outcome.category == "oom":
+                current = batch_size or self._stats.get("batch_size") or self.prepared.project.manifest.batch_size
+                batch_size = max(1, int(current) // 2)
+                self.event("out_of_memory", f"out of GPU memory: restarting with batch size {batch_size}")
+            if restarts > MAX_RESTARTS:
+                raise SwarmError(
+                    f"training failed {restarts} times, last: {outcome.message}",
+                    f"see the training log {self._worker_log()}; if the project is at fault, tell its authors",
+                )
+            self._publish(state=State.STARTING, last_error=ErrorInfo(outcome.message, outcome.hint))
+            self.event(
+                "restarting",
+                f"training process failed ({outcome.message}); restart {restarts} of {MAX_RESTARTS} in {backoff:.0f} s",
+            )
+            self._sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _recollect_peers(self, previous: tuple[str, ...]) -> tuple[str, ...]:
+        """Re-read the peer sources (flag, environment, project file, URL, cache)."""
+        try:
+            from volunteer.project import collect_peers
+
+            return tuple(collect_peers(self.prepared.project, self.settings, self.data_dir).addresses)
+        except VolunteerError as e:
+            self.event("warning", f"could not re-read the peer list: {e.message}")
+            return previous
+
+    # -- one training process ----------------------------------------------------------------------------
+
+    def _run_worker(self, peers: tuple[str, ...], batch_size: int | None, deadline: float | None) -> _Outcome:
+        from volunteer.worker import WorkerSpec, run_worker
+
+        steps_left = None
+        if self.settings.max_steps:
+            steps_left = self.settings.max_steps - self._folded.steps
+            if steps_left <= 0:
+                return _Outcome("done")
+        ctx = multiprocessing.get_context("spawn")
+        outbox, commands = ctx.Queue(), ctx.Queue()
+        spec = WorkerSpec(
+            prepared=self.prepared,
+            device=self.settings.device,
+            identity_path=str(self.data_dir.identity_file),
+            initial_peers=peers,
+            nickname=self._nickname(),
+            parent_pid=os.getpid(),
+            log_path=self._worker_log(),
+            batch_size=batch_size,
+            max_steps=steps_left,
+            host_maddrs=self.settings.host_maddrs,
+            announce_maddrs=self.settings.announce_maddrs,
+            client_mode=self.settings.client_mode,
+            use_relay=self.settings.use_relay,
+            base_swarm_samples=self._ledger_totals().swarm_samples,
+        )
+        if self._snapshot.state != State.RECONNECTING:
+            self._set_state(State.CONNECTING)
+        process = ctx.Process(target=run_worker, args=(spec, outbox, commands), name="volunteer-worker")
+        process.start()
+        self._current, self._pending = Counters(), 0
+        outcome: _Outcome | None = None
+        stop_sent_at: float | None = None
+        try:
+            while True:
+                try:
+                    message = outbox.get(timeout=0.2)
+                except queue.Empty:
+                    message = None
+                if message is not None:
+                    outcome = self._handle(message, peers) or outcome
+                self._drain_commands(commands)
+                now = time.monotonic()
+                if deadline is not None and now >= deadline and not self._stop_requested:
+                    self.event("stopping", "the --duration is over")
+                    self._stop_requested = True
+                if self._stop_requested and stop_sent_at is None:
+                    self._set_state(State.STOPPING)
+                    commands.put("stop")
+                    stop_sent_at = now
+                if self._hard_stop or (stop_sent_at is not None and now - stop_sent_at > STOP_GRACE):
+                    _kill_group(process.pid)
+                if not process.is_alive():
+                    for message in _drain(outbox):
+                        outcome = self._handle(message, peers) or outcome
+                    break
+                self._tick()
+        finally:
+            _kill_group(process.pid)  # hivemind's helpers, if the worker left any behind
+            process.join(timeout=5)
+            self._folded = self._folded + dataclasses.replace(
+                self._current, local_only_samples=self._current.local_only_samples + self._pending
+            )
+            self._current, self._pending = Counters(), 0
+            self._save_ledger(force=True)
+        if outcome is None:
+            if self._stop_requested:
+                return _Outcome("stopped")
+            return _Outcome(
+                "error",
+                "crash",
+                f"the training process exited with status {process.exitcode}",
+                f"see the training log {self._worker_log()}",
+            )
+        if outcome.kind == "error" and self._stop_requested:
+            return _Outcome("stopped")
+        return outcome
+
+    def _handle(self, message: dict[str, Any], peers: tuple[str, ...]) -> _Outcome | None:
+        kind = message.get("kind")
+        if kind == "stats":
+            self._on_stats(message)
+        elif kind == "event":
+            self.event(message["event"], message["message"])
+        elif kind == "state":
+            self._worker_state = message["state"]
+        elif kind == "device":
+            self._publish(device=DeviceInfo(**message["device"]))
+        elif kind == "joined":
+            self._on_joined(message, peers)
+        elif kind == "error":
+            if message["category"] != "unreachable":
+                self.event("error", message["message"])
+            return _Outcome("error", message["category"], message["message"], message.get("hint"))
+        elif kind == "done":
+            return _Outcome("stopped" if message.get("reason") == "stopped" else "done")
+        return None
+
+    def _on_joined(self, message: dict[str, Any], peers: tuple[str, ...]) -> None:
+        self.peer_id = message["peer_id"]
+        addresses = tuple(message["addresses"])
+        self._publish(peer_id=self.peer_id, join_addresses=addresses, last_error=None)
+        if self._reconnecting:
+            self._reconnecting = False
+            self.event("recovered", "reached the swarm again")
+        if peers:
+            with contextlib.suppress(VolunteerError, OSError):
+                self._remember_peers(self.data_dir, self.prepared.project.manifest.run_id, peers)
+        if self.out is not None:
+            self.out.text(self.join_instructions(addresses))
+
+    def join_instructions(self, addresses: tuple[str, ...]) -> str:
+        joined = ",".join(addresses)
+        return "\n".join(
+            [
+                f"This peer ({self.peer_id}) is reachable at:",
+                *[f"  {a}" for a in addresses],
+                "Others join this swarm with:",
+                f"  volunteer --project {self.settings.project} --initial-peers {joined}",
+                f"  INITIAL_PEERS={joined} python train.py   # a script using volunteer's HivemindStrategy",
+            ]
+        )
+
+    def _on_stats(self, m: dict[str, Any]) -> None:
+        self._stats = m
+        self._worker_state = m["state"]
+        self._current = Counters(
+            samples=m["samples"],
+            steps=m["steps"],
+            swarm_samples=m["swarm_samples"],
+            local_only_samples=m["local_only_samples"],
+            compute_seconds=m["compute_seconds"],
+        )
+        self._pending = m["pending_samples"]
+        previous_swarm = self._snapshot.swarm_samples
+        self._publish_stats()
+        if self._snapshot.swarm_samples != previous_swarm:
+            self._save_ledger(force=True)  # credit for a global step is durable at once
+
+    # -- snapshots ---------------------------------------------------------------------------------------
+
+    def _session(self) -> Counters:
+        return self._folded + self._current
+
+    def _ledger_totals(self) -> Counters:
+        return self.ledger.base.totals + self._session() if self.ledger else self._session()
+
+    def _publish_stats(self) -> None:
+        m = self._stats
+        progress = m.get("progress") or {}
+        session, totals = self._session(), self._ledger_totals()
+        leaderboard = tuple(LeaderboardEntry(**e) for e in m.get("leaderboard", ()))
+        fresh = [e for e in leaderboard if time.time() - e.last_seen < LEADERBOARD_FRESH]
+        swarm_rate = sum(e.samples_per_second for e in fresh) if fresh else m.get("samples_per_second", 0.0)
+        state = {
+            "connecting": State.CONNECTING,
+            "loading_state": State.LOADING_STATE,
+            "training": State.TRAINING,
+            "paused": State.PAUSED,
+            "stopping": State.STOPPING,
+        }.get(self._worker_state, State.TRAINING)
+        if self._stop_requested:
+            state = State.STOPPING
+        elif self._reconnecting and state == State.CONNECTING:
+            state = State.RECONNECTING
+        self._publish(
+            state=state,
+            session_samples=session.samples,
+            session_steps=session.steps,
+            total_samples=totals.samples,
+            total_steps=totals.steps,
+            swarm_samples=totals.swarm_samples,
+            local_only_samples=totals.local_only_samples,
+            samples_per_second=m.get("samples_per_second", 0.0),
+            loss=m.get("loss"),
+            loss_smoothed=m.get("loss_smoothed"),
+            learning_rate=m.get("learning_rate"),
+            global_epoch=progress.get("global_epoch", self._snapshot.global_epoch),
+            local_epoch=progress.get("local_epoch", self._snapshot.local_epoch),
+            num_peers=progress.get("num_peers", self._snapshot.num_peers),
+            samples_accumulated=progress.get("samples_accumulated", 0),
+            target_batch_size=progress.get("target_batch_size", self._snapshot.target_batch_size),
+            eta_next_step=progress.get("eta_next_step"),
+            swarm_samples_per_second=swarm_rate,
+            leaderboard=leaderboard,
+        )
+
+    def _publish(self, **changes: Any) -> None:
+        now = time.time()
+        self._snapshot = dataclasses.replace(
+            self._snapshot, time=now, uptime=now - self.started, reconnects=self.reconnects, **changes
+        )
+
+    def _set_state(self, state: State) -> None:
+        if self._snapshot.state != state:
+            self._publish(state=state)
+            if self.out is not None:
+                self.out.status(self._snapshot)
+
+    def event(self, kind: str, message: str) -> None:
+        with self._events_lock:
+            self._event_seq += 1
+            event = Event(seq=self._event_seq, time=time.time(), kind=kind, message=message)
+            self._events.append(event)
+        if self.out is not None:
+            self.out.event(event)
+
+    def _fail(self, error: VolunteerError) -> None:
+        self._publish(state=State.FAILED, last_error=ErrorInfo(error.message, error.hint))
+        self.event("error", error.message)
+
+    def _linger(self) -> None:
+        """Keep the failure on show for the TUI until it says stop (bounded: an hour)."""
+        deadline = time.monotonic() + 3600
+        while not self._stop_requested and time.monotonic() < deadline:
+            self._drain_commands(None)
+            time.sleep(0.1)
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self._publish()
+        if self.out is not None and now - self._last_logged >= LOG_INTERVAL:
+            self._last_logged = now
+            self.out.status(self._snapshot)
+        if now - self._last_ledger_save >= LEDGER_INTERVAL:
+            self._save_ledger()
+
+    def _save_ledger(self, force: bool = False) -> None:
+        if self.ledger is None:
+            return
+        self._last_ledger_save = time.monotonic()
+        self.ledger.update(
+            dataclasses.replace(self._session(), local_only_samples=self._session().local_only_samples),
+            peer_id=self.peer_id,
+        )
+        try:
+            self.ledger.save()
+        except VolunteerError as e:
+            self.event("error", e.message)
+
+    # -- commands and signals ---------------------------------------------------------------------------
+
+    def _drain_commands(self, worker_commands: Any) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if command == Command.TRUST:
+                self._trusted.set()
+            elif command == Command.STOP:
+                self._stop_requested = True
+            elif worker_commands is not None:
+                worker_commands.put(command.value)
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not self._stop_requested:
+            self._drain_commands(None)
+            self._publish()
+            time.sleep(0.1)
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handle(signum: int, frame: Any) -> None:
+            self._signals += 1
+            if self._signals == 1:
+                self._stop_requested = True
+                self._trusted.set()
+            else:
+                self._hard_stop = True
+                self._stop_requested = True
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def _nickname(self) -> str:
+        if self.settings.name:
+            return self.settings.name
+        return f"volunteer-{os.uname().nodename[:12]}"
+
+    def _worker_log(self) -> str:
+        return str(self.data_dir.root / "logs" / "training.log")
+
+
+def _drain(q: Any) -> list[dict[str, Any]]:
+    messages = []
+    with contextlib.suppress(Exception):
+        while True:
+            messages.append(q.get(timeout=0.05))
+    return messages
+
+
+def _kill_group(pid: int | None) -> None:
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def run_session(settings: Settings, data_dir: DataDir, *, interactive: bool = False) -> int:
+    """Run a session in this process with headless output (none when a TUI drives it)."""
+    headless_log = None if interactive else HeadlessLog(settings.log_format)
+    return Session(settings, data_dir, interactive=interactive, headless_log=headless_log).run()
+
+
+__all__ = ["ProjectInfo", "Session", "run_session"]

@@ -1,0 +1,191 @@
+"""The training process: one ``Trainer.fit`` with ``HivemindStrategy``, reporting to the supervisor.
+
+It runs in a process (and process group) of its own, started with the ``spawn`` method, so that the
+supervisor can restart it after a crash, shrink its batch after a CUDA out-of-memory error, and kill
+everything hivemind started (DHT, averagers, ``p2pd``) with one signal. Messages to the supervisor are
+plain dicts on a queue; commands from it are strings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from volunteer.errors import SwarmError, VolunteerError
+
+EXIT_OK = 0
+EXIT_CRASH = 1
+EXIT_ERROR = 3
+EXIT_OOM = 4
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a training process needs; picklable."""
+
+    prepared: Any
+    """A ``volunteer.project.PreparedProject``."""
+    device: str
+    identity_path: str
+    initial_peers: tuple[str, ...]
+    nickname: str
+    parent_pid: int
+    log_path: str
+    batch_size: int | None = None
+    max_steps: int | None = None
+    host_maddrs: str | None = None
+    announce_maddrs: str | None = None
+    client_mode: bool = False
+    use_relay: bool = True
+    base_swarm_samples: int = 0
+    """All-time swarm samples before this process started (for the leaderboard record)."""
+    stats_interval: float = 0.5
+    leaderboard_interval: float = 5.0
+    strategy_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def run_worker(spec: WorkerSpec, outbox: Any, commands: Any) -> None:
+    """Process entry point."""
+    os.setsid()  # our own process group: the supervisor kills hivemind's helpers with us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which tells us to stop
+    _redirect_output(spec.log_path)
+    _watch_parent(spec.parent_pid)
+    code = EXIT_OK
+    try:
+        _Worker(spec, outbox, commands).train()
+    except VolunteerError as e:
+        category = "unreachable" if isinstance(e, SwarmError) else "error"
+        outbox.put(dict(kind="error", category=category, message=e.message, hint=e.hint))
+        code = EXIT_ERROR
+    except BaseException as e:
+        traceback.print_exc()
+        oom = _is_out_of_memory(e)
+        outbox.put(
+            dict(
+                kind="error",
+                category="oom" if oom else "crash",
+                message=f"{type(e).__name__}: {e}".splitlines()[0][:500],
+                hint=None if oom else f"the training process crashed; its log is {spec.log_path}",
+            )
+        )
+        code = EXIT_OOM if oom else EXIT_CRASH
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    outbox.close()
+    outbox.join_thread()
+    sys.exit(code)
+
+
+class _Worker:
+    def __init__(self, spec: WorkerSpec, outbox: Any, commands: Any) -> None:
+        self.spec = spec
+        self.outbox = outbox
+        self.commands = commands
+
+    def emit(self, **message: Any) -> None:
+        self.outbox.put(message)
+
+    def event(self, kind: str, message: str) -> None:
+        self.emit(kind="event", event=kind, message=message)
+
+    def train(self) -> None:
+        import lightning as L
+
+        from volunteer.device import device_info, resolve_device
+        from volunteer.leaderboard import record_validators
+        from volunteer.reporter import Reporter
+        from volunteer.strategy import HivemindStrategy
+
+        spec = self.spec
+        device = resolve_device(spec.device)
+        if device.warning:
+            self.event("warning", device.warning)
+        info = device_info(device)
+        self.emit(kind="device", device=dataclasses.asdict(info))
+
+        built = spec.prepared.build(spec.batch_size)
+        manifest = spec.prepared.project.manifest
+        run_id = manifest.run_id
+        validators, public_key = record_validators(run_id)
+        strategy_kwargs = dict(manifest.strategy_kwargs())
+        strategy_kwargs.update(spec.strategy_overrides)
+        strategy_kwargs.update(
+            batch_size=built.batch_size,
+            initial_peers=list(spec.initial_peers),
+            identity_path=spec.identity_path,
+            client_mode=spec.client_mode,
+            use_relay=spec.use_relay,
+            dht_opts=dict(record_validators=validators),
+            print_join_message=False,
+        )
+        if spec.host_maddrs:
+            strategy_kwargs["host_maddrs"] = spec.host_maddrs
+        if spec.announce_maddrs:
+            strategy_kwargs["announce_maddrs"] = spec.announce_maddrs
+        strategy = HivemindStrategy(**strategy_kwargs)
+
+        reporter = Reporter(self, strategy, public_key, device, built.batch_size)
+        trainer_kwargs: dict[str, Any] = dict(
+            strategy=strategy,
+            accelerator=device.accelerator,
+            devices=[device.index] if device.accelerator == "gpu" else 1,
+            max_steps=spec.max_steps or -1,
+            max_epochs=-1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+            callbacks=[reporter],
+        )
+        precision = getattr(manifest, "precision", None)
+        if precision:
+            trainer_kwargs["precision"] = precision
+        self.emit(kind="state", state="connecting")
+        trainer = L.Trainer(**trainer_kwargs)
+        try:
+            if built.datamodule is not None:
+                trainer.fit(built.module, datamodule=built.datamodule)
+            else:
+                trainer.fit(built.module, train_dataloaders=built.train_dataloaders)
+        finally:
+            reporter.close()
+        self.emit(kind="done", reason=reporter.stop_reason or "max_steps")
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    text = f"{type(error).__name__}: {error}"
+    return "OutOfMemoryError" in text or "CUDA out of memory" in text
+
+
+def _redirect_output(log_path: str) -> None:
+    """Training noise (Lightning, hivemind, p2pd) goes to a log file, not into the volunteer's console."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """If the supervisor dies (even by kill -9), take this process group down with it: no orphans."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="volunteer-parent-watch", daemon=True).start()

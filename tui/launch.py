@@ -50,7 +50,7 @@ class ChildSession:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, INTERACTIVE_CHILD_ENV: "1"},
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads yet in this process
+            preexec_fn=_die_with_parent,
         )
 
     def wait_ready(self, client, timeout: float = START_TIMEOUT) -> None:
@@ -66,11 +66,8 @@ class ChildSession:
         raise VolunteerError(f"the session did not start within {timeout:.0f} s", f"see its log: {self.log_path}")
 
     def _failure(self) -> tuple[str, str]:
-        lines = [
-            line
-            for line in open(self.log_path, errors="replace").read().splitlines()[-40:]
-            if line.startswith(("error:", "hint:"))
-        ]
+        with open(self.log_path, errors="replace") as log:
+            lines = [line for line in log.read().splitlines()[-40:] if line.startswith(("error:", "hint:"))]
         message = next((line[7:] for line in lines if line.startswith("error:")), "the session exited")
         hint = next((line[6:] for line in lines if line.startswith("hint:")), f"see its log: {self.log_path}")
         return message, hint
@@ -94,8 +91,9 @@ class ChildSession:
 
 def run_with_dashboard(argv: Sequence[str], settings: Settings) -> int:
     """``volunteer --project X`` on a terminal: headless child plus dashboard; quitting stops the child."""
-    from tui import run_tui
     from volunteer.status_client import StatusClient
+
+    from tui import run_tui
 
     data_dir = DataDir.open(settings.data_dir)
     child = ChildSession(argv, str(data_dir.root / "logs" / "session.log"))

@@ -37,8 +37,8 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class ChildSession:
     """A headless ``volunteer`` child with its own status endpoint; stopped (and reaped) on exit."""
 
-    def __init__(self, argv: Sequence[str], log_path: str, port: int | None = None) -> None:
-        self.port = port or free_port()
+    def __init__(self, argv: Sequence[str], log_path: str, *, interactive: bool = True) -> None:
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         os.makedirs(os.path.dirname(log_path), exist_ok=True)
         self.log_path = log_path
@@ -49,7 +49,7 @@ class ChildSession:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, INTERACTIVE_CHILD_ENV: "1"},
+            env={**os.environ, INTERACTIVE_CHILD_ENV: "1" if interactive else "0"},
             preexec_fn=_die_with_parent,
         )
 
@@ -91,9 +91,8 @@ class ChildSession:
 
 def run_with_dashboard(argv: Sequence[str], settings: Settings) -> int:
     """``volunteer --project X`` on a terminal: headless child plus dashboard; quitting stops the child."""
-    from volunteer.status_client import StatusClient
-
     from tui import run_tui
+    from volunteer.status_client import StatusClient
 
     data_dir = DataDir.open(settings.data_dir)
     child = ChildSession(argv, str(data_dir.root / "logs" / "session.log"))
@@ -104,3 +103,90 @@ def run_with_dashboard(argv: Sequence[str], settings: Settings) -> int:
     finally:
         child_code = child.stop(client)
     return code if code else (child_code or 0)
+
+
+def attach_main(argv: Sequence[str]) -> int:
+    """``volunteer attach [URL]``: the dashboard of a running headless volunteer; quitting leaves it running."""
+    from tui import run_tui
+    from volunteer.settings import DEFAULT_STATUS_PORT, ArgumentParser
+    from volunteer.status_client import StatusClient
+
+    parser = ArgumentParser(prog="volunteer attach", description=attach_main.__doc__)
+    parser.add_argument(
+        "url",
+        nargs="?",
+        default=f"http://127.0.0.1:{DEFAULT_STATUS_PORT}",
+        help="the status endpoint (default: %(default)s)",
+    )
+    args = parser.parse_args(list(argv))
+    client = StatusClient(args.url)
+    try:
+        client.latest()
+    except ConnectionError:
+        raise VolunteerError(
+            f"no volunteer answers at {args.url}",
+            "start one with 'volunteer --headless' (its status endpoint is on by default), pass its URL, or in "
+            "Docker run: docker exec -it <container> volunteer attach",
+        ) from None
+    return run_tui(client, attach=True)
+
+
+def demo_main(argv: Sequence[str]) -> int:
+    """``volunteer demo [--peers N]``: a whole swarm of the demo project on this machine, no network needed."""
+    from tui import run_tui
+    from volunteer.settings import ArgumentParser
+    from volunteer.status_client import StatusClient
+
+    parser = ArgumentParser(prog="volunteer demo", description=demo_main.__doc__)
+    parser.add_argument("--peers", type=int, default=3, help="volunteers in the swarm, this one included (1-8)")
+    parser.add_argument("--data-dir", default=None, help="where the demo peers keep their data")
+    args = parser.parse_args(list(argv))
+    if not 1 <= args.peers <= 8:
+        raise VolunteerError(f"--peers {args.peers} is out of range", "choose from 1 to 8 peers")
+    root = DataDir.open(args.data_dir).root / "demo-swarm"
+    common = ["--project", "demo", "--host-maddrs", "/ip4/127.0.0.1/tcp/0"]
+    background: list[ChildSession] = []
+    foreground: ChildSession | None = None
+    client = None
+    try:
+        address = None
+        for i in range(1, args.peers):
+            peer_args = [*common, "--data-dir", str(root / f"peer-{i}"), "--name", f"demo-peer-{i}"]
+            if address:
+                peer_args += ["--initial-peers", address]
+            child = ChildSession(peer_args, str(root / "logs" / f"peer-{i}.log"), interactive=False)
+            background.append(child)
+            if address is None:
+                address = _first_address(child)
+        you = [*common, "--data-dir", str(root / "you"), "--name", "you"]
+        if address:
+            you += ["--initial-peers", address]
+        foreground = ChildSession(you, str(root / "logs" / "you.log"))
+        client = StatusClient(foreground.url)
+        foreground.wait_ready(client)
+        return run_tui(client)
+    finally:
+        for child in [c for c in [foreground] if c is not None] + background:
+            with contextlib.suppress(ConnectionError, OSError):
+                StatusClient(child.url).send(Command.STOP)
+        if foreground is not None:
+            foreground.stop(client)
+        for child in background:
+            child.stop()
+
+
+def _first_address(child: ChildSession) -> str:
+    from volunteer.status_client import StatusClient
+
+    client = StatusClient(child.url)
+    child.wait_ready(client)
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise VolunteerError(*child._failure())
+        with contextlib.suppress(ConnectionError):
+            addresses = client.latest().join_addresses
+            if addresses:
+                return addresses[0]
+        time.sleep(0.3)
+    raise VolunteerError("the first demo peer did not join in time", f"see its log: {child.log_path}")

@@ -18,6 +18,8 @@ EXIT_USAGE = 2
 
 # sub-command -> "module:function"; each function takes the remaining arguments and returns an exit status
 COMMANDS: dict[str, str] = {
+    "attach": "tui.launch:attach_main",
+    "demo": "tui.launch:demo_main",
     "doctor": "volunteer.doctor:main",
 }
 RUN = "volunteer.runner:main"

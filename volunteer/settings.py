@@ -221,7 +221,7 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-class _Parser(argparse.ArgumentParser):
+class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises ConfigError (one line and a hint) instead of printing usage and exiting."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -272,7 +272,7 @@ def settings_from_namespace(namespace: argparse.Namespace) -> Settings:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="volunteer",
         description="Contribute your GPU (or CPU) to collaborative deep learning projects.",
         epilog="Commands: 'volunteer attach [URL]' opens the dashboard of a running headless client; "

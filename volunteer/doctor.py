@@ -157,6 +157,19 @@ def check_gpu(ctx: Context) -> CheckResult:
     return CheckResult("gpu", OK, listing)
 
 
+def gpu_warning(settings: Settings) -> str | None:
+    """The warning a run should log when it will train on CPU for want of a GPU; None when a GPU is there.
+
+    For the client's start-up, so that ``docker run`` without ``--gpus`` says why it is slow and how to fix it.
+    """
+    if settings.device == "cpu":
+        return None
+    result = check_gpu(Context(settings=settings, in_container=running_in_container()))
+    if result.status == WARN and result.detail.startswith("no GPU visible"):
+        return f"{result.detail}. To use a GPU: {result.fix}"
+    return None
+
+
 def _driver_cuda_version() -> tuple[int, int] | None:
     """The newest CUDA version the installed NVIDIA driver supports, from libcuda; None without a driver."""
     try:

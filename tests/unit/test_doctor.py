@@ -187,6 +187,13 @@ def test_gpu_fix_names_docker_flags_inside_a_container(tmp_path: Path, monkeypat
     assert result.fix.startswith("install the NVIDIA driver and the NVIDIA Container Toolkit on the host")
 
 
+def test_gpu_warning_for_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    warning = doctor.gpu_warning(Settings())
+    assert warning.startswith("no GPU visible: training will run on CPU") and "--gpus all" in warning
+    assert doctor.gpu_warning(Settings(device="cpu")) is None
+
+
 @pytest.fixture
 def two_gpus(monkeypatch: pytest.MonkeyPatch) -> dict[int, int]:
     """Pretend PyTorch sees two 24 GB GPUs; the returned dict sets each one's free bytes."""
@@ -208,6 +215,10 @@ def test_gpus_are_listed_with_their_memory(tmp_path: Path, two_gpus: dict[int, i
     assert result.status == OK
     assert "cuda:0 Test GPU 0, 22.4 GiB" in result.detail and "cuda:1" in result.detail
     assert [g.index for g in ctx.gpus] == [0, 1]
+
+
+def test_no_gpu_warning_when_a_gpu_is_there(two_gpus: dict[int, int]) -> None:
+    assert doctor.gpu_warning(Settings()) is None
 
 
 def test_a_busy_gpu_warns(tmp_path: Path, two_gpus: dict[int, int]) -> None:

@@ -30,10 +30,8 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends tini \
     && rm -rf /var/lib/apt/lists/* \
-    && existing_user="$(getent passwd 1000 | cut -d: -f1)" \
-    && if [ -n "${existing_user}" ]; then userdel "${existing_user}"; fi \
-    && existing_group="$(getent group 1000 | cut -d: -f1)" \
-    && if [ -n "${existing_group}" ]; then groupdel "${existing_group}"; fi \
+    && if existing_user="$(id -nu 1000 2>/dev/null)"; then userdel "${existing_user}"; fi \
+    && if existing_group="$(getent group 1000)"; then groupdel "${existing_group%%:*}"; fi \
     && groupadd --gid 1000 volunteer \
     && useradd --uid 1000 --gid 1000 --create-home --shell /bin/bash volunteer \
     && mkdir -p /data/hf \

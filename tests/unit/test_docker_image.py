@@ -108,6 +108,86 @@ def test_base_image_torch_fits_pyproject_and_matches_ci(parser: DockerfileParser
     assert torch.__version__.split("+")[0] == torch_version
 
 
+# --- the RUN scripts, executed with stand-ins for the commands that change the system ---------------------------
+
+
+def run_script(parser: DockerfileParser, contains: str, stubs: dict[str, str], cwd: Path, log: Path, **env: str):
+    """Run a RUN instruction through the Dockerfile's SHELL, with shell functions in place of the given commands.
+
+    Each stub's body runs after its call is written to ``log``; ``value`` is the script exactly as Docker hands it
+    to the shell (continuation lines joined).
+    """
+    shell = json.loads(only(parser, "SHELL"))
+    script = instructions(parser)[position(parser, "RUN", contains)]["value"]
+    script = script.replace("/tmp/", f"{cwd}/")
+    # set -f: no globbing, so the stubs see patterns (/var/lib/apt/lists/*) as written, not this machine's files
+    prelude = "set -f\n" + "".join(
+        f'{name}() {{ echo "{name} $*" >> "$STUB_LOG"; {body} }}\n' for name, body in stubs.items()
+    )
+    environ = {"PATH": os.environ["PATH"], "STUB_LOG": str(log), **env}
+    return subprocess.run([*shell, prelude + script], cwd=cwd, env=environ, capture_output=True, text=True, timeout=60)
+
+
+SYSTEM_STUBS = {
+    name: "return 0;" for name in ("apt-get", "rm", "userdel", "groupdel", "groupadd", "useradd", "mkdir", "chown")
+}
+
+
+@pytest.mark.parametrize(
+    ("uid_1000", "expected"),
+    [
+        (None, []),
+        ("ubuntu", ["userdel ubuntu", "groupdel ubuntu"]),
+    ],
+)
+def test_user_setup_replaces_any_uid_1000(
+    parser: DockerfileParser, tmp_path: Path, uid_1000: str | None, expected: list[str]
+) -> None:
+    if uid_1000:
+        stubs = {"id": f'[ "$*" = "-nu 1000" ] && echo {uid_1000};', "getent": f'echo "{uid_1000}:x:1000:";'}
+    else:  # Ubuntu 22.04, the base image's release: nobody has uid 1000
+        stubs = {"id": "return 1;", "getent": "return 2;"}
+    log = tmp_path / "calls"
+    result = run_script(parser, "useradd", {**SYSTEM_STUBS, **stubs}, tmp_path, log)
+    assert result.returncode == 0, result.stderr
+    calls = [c for c in log.read_text().splitlines() if not c.startswith(("id ", "getent "))]
+    assert calls == [
+        "apt-get update",
+        "apt-get install -y --no-install-recommends tini",
+        "rm -rf /var/lib/apt/lists/*",
+        *expected,
+        "groupadd --gid 1000 volunteer",
+        "useradd --uid 1000 --gid 1000 --create-home --shell /bin/bash volunteer",
+        "mkdir -p /data/hf",
+        "chown -R 1000:1000 /data",
+    ]
+
+
+def test_dependency_layer_installs_pyproject_deps_with_the_images_torch(
+    parser: DockerfileParser, tmp_path: Path
+) -> None:
+    import torch
+
+    for name in ("pyproject.toml", "docker/requirements.py"):
+        shutil.copy(ROOT / name, tmp_path / Path(name).name)
+    pip = (
+        'if [ "$1" = -m ]; then echo "BREAK=$PIP_BREAK_SYSTEM_PACKAGES" >> "$STUB_LOG"; cat "${@: -1}" >> "$STUB_LOG";'
+    )
+    stubs = {"python3": f'{pip} else "$REAL_PYTHON" "$@"; fi;'}
+    log = tmp_path / "calls"
+    result = run_script(parser, "pip install --no-cache-dir -r", stubs, tmp_path, log, REAL_PYTHON=sys.executable)
+    assert result.returncode == 0, result.stderr
+    calls = log.read_text().splitlines()
+    assert calls[:2] == [
+        "python3 requirements.py pyproject.toml",
+        f"python3 -m pip install --no-cache-dir -r {tmp_path}/requirements.txt",
+    ]
+    assert calls[2] == "BREAK=1"
+    assert f"torch=={torch.__version__}" in calls[3:]
+    assert any(c.startswith("hivemind") for c in calls[3:])
+    assert not (tmp_path / "requirements.txt").exists()
+
+
 # --- how it runs --------------------------------------------------------------------------------------------
 
 

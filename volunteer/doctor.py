@@ -122,7 +122,10 @@ def check_gpu(ctx: Context) -> CheckResult:
     if not torch.cuda.is_available():
         ctx.gpus = []
         build = "" if torch.version.cuda else f" (PyTorch {torch.__version__} is a CPU-only build)"
-        return CheckResult("gpu", WARN, f"no GPU visible: training will run on CPU{build}", gpu_fix(ctx))
+        fix = gpu_fix(ctx)
+        if ctx.in_container and not torch.version.cuda:
+            fix = "this image's PyTorch has no CUDA (the arm64 base image is CPU-only): build the image on linux/amd64"
+        return CheckResult("gpu", WARN, f"no GPU visible: training will run on CPU{build}", fix)
     gpus = []
     for index in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(index)

@@ -180,6 +180,7 @@ def test_gpu_on_this_machine(tmp_path: Path) -> None:
 
 def test_gpu_fix_names_docker_flags_inside_a_container(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "12.6")
     ctx = ctx_for(tmp_path)
     ctx.in_container = True
     result = doctor.check_gpu(ctx)
@@ -187,8 +188,18 @@ def test_gpu_fix_names_docker_flags_inside_a_container(tmp_path: Path, monkeypat
     assert result.fix.startswith("install the NVIDIA driver and the NVIDIA Container Toolkit on the host")
 
 
+def test_a_cpu_only_image_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", None)
+    ctx = ctx_for(tmp_path)
+    ctx.in_container = True
+    result = doctor.check_gpu(ctx)
+    assert result.status == WARN and "CPU-only build" in result.detail and "linux/amd64" in result.fix
+
+
 def test_gpu_warning_for_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", "12.6")  # as in the image, started without --gpus
     warning = doctor.gpu_warning(Settings())
     assert warning.startswith("no GPU visible: training will run on CPU") and "--gpus all" in warning
     assert doctor.gpu_warning(Settings(device="cpu")) is None

@@ -32,7 +32,7 @@ from volunteer.constants import env
 from volunteer.datadir import DataDir, default_data_dir
 from volunteer.errors import DataDirError, TrustError, VolunteerError
 from volunteer.peers import split_addresses
-from volunteer.settings import RUN_OPTIONS, Settings, _Parser, settings_from_namespace
+from volunteer.settings import RUN_OPTIONS, ArgumentParser, Settings, settings_from_namespace
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 STATUSES = (OK, WARN, FAIL, SKIP)
@@ -564,7 +564,7 @@ def summary(results: Sequence[CheckResult]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ArgumentParser(
         prog="volunteer doctor",
         description="Check this machine (or container) for contributing: GPU, CUDA, data directory, Hub, "
         "project requirements and the listening port. Exit status 0 when nothing failed, 1 otherwise.",

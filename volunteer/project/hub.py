@@ -66,26 +66,21 @@ def download_project(
     if ref.pinned:
         sha = ref.revision
     else:
+        sha, failure, why = "", None, ""
         try:
             sha = api.repo_info(ref.repo, revision=ref.revision, timeout=RESOLVE_TIMEOUT).sha or ""
         except unreachable as e:
-            sha = _cached_sha(api, ref, cache_dir, e, shown_endpoint, RevisionResolutionError)
-            from_cache = True
-            warnings.append(
-                f"the Hub at {shown_endpoint} cannot be reached ({_reason(e)}); starting {ref.repo}@{ref.revision} "
-                f"from the cached snapshot at commit {sha}"
-            )
+            failure, why = e, _unreachable(e, shown_endpoint)
         except HfHubHTTPError as e:
             if _status(e) < 500:
                 raise _hub_error(e, ref, shown_endpoint, token) from None
-            sha = _cached_sha(api, ref, cache_dir, e, shown_endpoint, RevisionResolutionError)
-            from_cache = True
-            warnings.append(
-                f"the Hub at {shown_endpoint} answered HTTP {_status(e)}; starting {ref.repo}@{ref.revision} from "
-                f"the cached snapshot at commit {sha}"
-            )
-        if not from_cache:
+            failure, why = e, f"the Hub at {shown_endpoint} answered HTTP {_status(e)}"
+        if failure is None:
             _remember_ref(cache_dir, ref, sha)
+        else:
+            sha = _cached_sha(api, ref, cache_dir, failure, shown_endpoint, RevisionResolutionError)
+            from_cache = True
+            warnings.append(f"{why}; starting {ref.repo}@{ref.revision} from the cached snapshot at commit {sha}")
 
     root = _snapshot(ref, sha, cache_dir, endpoint, token, shown_endpoint, local_only=from_cache)
     for warning in warnings:
@@ -148,8 +143,21 @@ def _remember_ref(cache_dir: Path, ref: ProjectRef, sha: str) -> None:
         log.warning("could not remember that %s@%s is at %s: %s", ref.repo, ref.revision, sha, e)
 
 
+def _unreachable(error: BaseException, endpoint: str) -> str:
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if isinstance(error, OfflineModeIsEnabled) or isinstance(error.__cause__, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE is set"
+    return f"the Hub at {endpoint} cannot be reached ({_reason(error)})"
+
+
 def _offline_error(ref: ProjectRef, revision: str, endpoint: str, cache_dir: Path, error: Exception) -> ProjectError:
     at = f"@{revision}" if revision else ""
+    if _unreachable(error, endpoint) == "HF_HUB_OFFLINE is set":
+        return ProjectError(
+            f"HF_HUB_OFFLINE is set, and no copy of {ref.repo}{at} is cached in {cache_dir}",
+            "unset HF_HUB_OFFLINE (or set it to 0) so the project can be downloaded once; later runs start offline",
+        )
     return ProjectError(
         f"cannot download {ref.repo}{at} from the Hub at {endpoint} ({_reason(error)}), and no copy of it is "
         f"cached in {cache_dir}",

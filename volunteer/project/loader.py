@@ -141,8 +141,11 @@ def build_project(project: ResolvedProject, batch_size: int | None = None) -> Bu
 def _require_subclass(project: ResolvedProject, value: Any, ref: CodeRef, key: str, base: type) -> None:
     if isinstance(value, type) and issubclass(value, base):
         return
-    what = f"class deriving from {', '.join(b.__module__ + '.' + b.__qualname__ for b in value.__bases__)}"
-    if not isinstance(value, type):
+    if isinstance(value, type):
+        own = package_name(project) + "."
+        bases = (f"{b.__module__.removeprefix(own)}.{b.__qualname__}" for b in value.__bases__)
+        what = f"class deriving from {', '.join(bases)}"
+    else:
         what = type(value).__name__
     hint = f"make it a subclass of lightning.pytorch.{base.__name__}, or point {key} at the class that is"
     if isinstance(value, type) and any(c.__module__.startswith("pytorch_lightning") for c in value.__mro__):
@@ -166,12 +169,12 @@ def _code_error(
     project: ResolvedProject, file: str, error: Exception, doing: str, key: str | None = None
 ) -> ProjectError:
     """One line naming where in the project's code ``error`` happened, and a hint for its kind."""
-    where = _project_location(project, error.__traceback__) or file
+    where = _project_location(project, error.__traceback__) or project.where(file)
     message = _one_line(error)
     if isinstance(error, SyntaxError) and error.filename:
         location = _relative(project, error.filename) or file
         return ProjectError(
-            f"{location} line {error.lineno}: syntax error: {error.msg}",
+            f"{project.where(location)} line {error.lineno}: syntax error: {error.msg}",
             f"fix the syntax of {location} (python -m py_compile {location} shows it); or use an earlier revision "
             "of the project (org/name@<commit sha>)",
         )
@@ -189,7 +192,7 @@ def _code_error(
         )
     if isinstance(error, ImportError):
         return ProjectError(f"{where}: {doing} failed: {message}", "fix the import at that line of the project")
-    if isinstance(error, TypeError) and key is not None and where == file:
+    if isinstance(error, TypeError) and key is not None and where == project.where(file):
         return ProjectError(
             f"{project.where()}: key '{key}': {doing} failed: {message}",
             f"make [{key}] match the parameters of the class or function; see {DOCS}",
@@ -199,12 +202,12 @@ def _code_error(
 
 
 def _project_location(project: ResolvedProject, tb: TracebackType | None) -> str | None:
-    """``file.py line N`` of the innermost traceback frame inside the project folder."""
+    """``<project file> line N`` of the innermost traceback frame inside the project folder."""
     found = None
     for frame in traceback.extract_tb(tb):
         relative = _relative(project, frame.filename)
         if relative is not None:
-            found = f"{relative} line {frame.lineno}"
+            found = f"{project.where(relative)} line {frame.lineno}"
     return found
 
 

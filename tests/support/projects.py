@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "projects.md"
 
 PEER_A = "/ip4/203.0.113.5/tcp/31337/p2p/QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"
 PEER_B = "/ip4/203.0.113.6/udp/31338/quic-v1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN"
@@ -86,7 +89,7 @@ MANIFEST: dict[str, Any] = {
 FILES: dict[str, str] = {"model.py": MODEL_PY, "data.py": DATA_PY, "helpers.py": HELPERS_PY}
 
 DELETE = object()
-"""Use as a value in :func:`manifest` changes to remove a key."""
+"""Use as a value in :func:`manifest` changes to remove a key (``None`` does the same)."""
 
 
 def manifest(changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -97,7 +100,7 @@ def manifest(changes: Mapping[str, Any] | None = None) -> dict[str, Any]:
         table = data
         for parent in parents:
             table = table.setdefault(parent, {})
-        if value is DELETE:
+        if value is DELETE or value is None:  # TOML has no null: None removes the key too
             table.pop(leaf, None)
         else:
             table[leaf] = value
@@ -237,3 +240,9 @@ def assert_user_error(capsys: pytest.CaptureFixture[str], code: int, error: str,
     assert error in lines[0], lines[0]
     assert hint in lines[1], lines[1]
     return lines[0], lines[1]
+
+
+def doc_examples() -> dict[str, str]:
+    """The files of the complete example in docs/projects.md (each follows ``<!-- example: NAME -->``)."""
+    text = DOCS.read_text(encoding="utf-8")
+    return dict(re.findall(r"<!-- example: (\S+) -->\n```\w*\n(.*?)```", text, flags=re.S))

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.projects import DELETE, assert_user_error, isolate_environment, write_project
+from tests.support.projects import DELETE, MODEL_PY, assert_user_error, isolate_environment, write_project
 from volunteer.cli import main
 
 pytestmark = pytest.mark.timeout(30)
@@ -187,6 +187,13 @@ CASES: list[tuple[str, Callable[[Path], str], list[str], str, str]] = [
         [],
         "/proj/model.py line 1: syntax error",
         "python -m py_compile model.py",
+    ),
+    (
+        "required init argument missing",
+        _project({"model.init_args": {}}, files={"model.py": MODEL_PY.replace("width: int = 4", "width: int")}),
+        [],
+        "key 'model.init_args': TinyModel in model.py needs argument 'width', which is not given",
+        "add width = ... under [model.init_args]",
     ),
     (
         "client too old",

@@ -100,12 +100,10 @@ def require_consent(
     if len(project.files) > _SHOWN_FILES:
         shown += f" and {len(project.files) - _SHOWN_FILES} more"
     declined = " was declined" if ask is not None else " has not been given"
-    return_hint = (
-        "run again with --trust (or VOLUNTEER_TRUST=1) to let this commit's code run on this machine; consent "
-        "is remembered for this commit only"
-    )
     raise TrustError(
         f"consent to run project {project.manifest.name!r} ({project.repo} at commit {project.revision[:12]}: "
         f"{shown or 'no Python files'}){declined}",
-        return_hint,
+        f"read the code ({project.endpoint}/{project.repo}/tree/{project.revision}), then run again with --trust "
+        "(or VOLUNTEER_TRUST=1) to let this commit's code run on this machine; consent is remembered for this "
+        "commit only",
     )

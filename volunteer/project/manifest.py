@@ -389,10 +389,10 @@ def parse_manifest(text: str, where: str) -> Manifest:
     try:
         return Manifest.model_validate(data)
     except ValidationError as e:
-        raise _explain(e, data, where) from None
+        raise _explain(e, where) from None
 
 
-def _explain(error: ValidationError, data: dict[str, Any], where: str) -> ProjectError:
+def _explain(error: ValidationError, where: str) -> ProjectError:
     """The first validation problem as one line and a hint; the count of any others is mentioned."""
     problems = error.errors()
     first = problems[0]

@@ -1,0 +1,251 @@
+"""Download a project from the Hugging Face Hub, pinned to one commit, with the cache as fallback.
+
+A branch or tag is resolved to its commit sha once, and every file is fetched at that sha, so a commit pushed
+during the download can never mix two versions. Resolutions are remembered in the cache's ``refs/`` folder
+(the layout huggingface_hub itself uses), so that when the Hub cannot be reached the last snapshot starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from volunteer.constants import env
+from volunteer.datadir import atomic_write_text
+from volunteer.errors import DataDirError, ProjectError
+from volunteer.project.ids import ProjectRef
+
+log = logging.getLogger(__name__)
+
+RESOLVE_TIMEOUT = 10.0
+"""Seconds to wait for the Hub to say which commit a revision is at."""
+
+
+@dataclass(frozen=True)
+class HubSnapshot:
+    """A project's files on disk, at one commit."""
+
+    root: Path
+    sha: str
+    from_cache: bool
+    """True when the Hub could not be reached and a cached snapshot is used."""
+    warnings: tuple[str, ...] = ()
+
+
+def hub_endpoint(setting: str | None) -> str | None:
+    """The ``--endpoint`` setting, else ``HF_ENDPOINT``; ``None`` means huggingface_hub's default."""
+    value = setting or env("HF_ENDPOINT")
+    return value.rstrip("/") if value else None
+
+
+def hub_token() -> str | None:
+    """``HF_TOKEN``, for private projects (``None``: huggingface_hub's own login, if any)."""
+    return env("HF_TOKEN")
+
+
+def download_project(
+    ref: ProjectRef, cache_dir: Path, *, endpoint: str | None = None, token: str | None = None
+) -> HubSnapshot:
+    """Download ``ref`` into ``cache_dir`` (a huggingface_hub cache) and return where its files are.
+
+    Raises:
+        ProjectError: repository or revision not found, authentication required or refused, the Hub unreachable
+            with nothing cached, or a download that failed half-way.
+    """
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RevisionResolutionError
+
+    shown_endpoint = endpoint or constants.ENDPOINT
+    api = HfApi(endpoint=endpoint, token=token)
+    unreachable = (*_transport_errors(), OfflineModeIsEnabled, ConnectionError, TimeoutError)
+    warnings: list[str] = []
+    from_cache = False
+
+    if ref.pinned:
+        sha = ref.revision
+    else:
+        sha, failure, why = "", None, ""
+        try:
+            sha = api.repo_info(ref.repo, revision=ref.revision, timeout=RESOLVE_TIMEOUT).sha or ""
+        except unreachable as e:
+            failure, why = e, _unreachable(e, shown_endpoint)
+        except HfHubHTTPError as e:
+            if _status(e) < 500:
+                raise _hub_error(e, ref, shown_endpoint, token) from None
+            failure, why = e, f"the Hub at {shown_endpoint} answered HTTP {_status(e)}"
+        if failure is None:
+            _remember_ref(cache_dir, ref, sha)
+        else:
+            sha = _cached_sha(api, ref, cache_dir, failure, shown_endpoint, RevisionResolutionError)
+            from_cache = True
+            warnings.append(f"{why}; starting {ref.repo}@{ref.revision} from the cached snapshot at commit {sha}")
+
+    root = _snapshot(ref, sha, cache_dir, endpoint, token, shown_endpoint, local_only=from_cache)
+    for warning in warnings:
+        log.info(warning)  # the caller shows ResolvedProject.warnings; a bare warning here would print twice
+    return HubSnapshot(root=root, sha=sha, from_cache=from_cache, warnings=tuple(warnings))
+
+
+def _snapshot(
+    ref: ProjectRef,
+    sha: str,
+    cache_dir: Path,
+    endpoint: str | None,
+    token: str | None,
+    shown_endpoint: str,
+    *,
+    local_only: bool,
+) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        path = snapshot_download(
+            ref.repo,
+            revision=sha,
+            cache_dir=cache_dir,
+            endpoint=endpoint,
+            token=token,
+            local_files_only=local_only,
+            tqdm_class=_quiet_tqdm(),
+        )
+    except LocalEntryNotFoundError as e:
+        raise _offline_error(ref, sha, shown_endpoint, cache_dir, e) from None
+    except HfHubHTTPError as e:
+        raise _hub_error(e, ref, shown_endpoint, token, sha=sha) from None
+    except OSError as e:
+        raise DataDirError(
+            f"cannot write the project {ref.repo} into {cache_dir}: {e.strerror or e}",
+            "free some disk space or fix the data directory's permissions (--data-dir / VOLUNTEER_HOME)",
+        ) from None
+    return Path(path)
+
+
+def _cached_sha(api: Any, ref: ProjectRef, cache_dir: Path, error: Exception, shown_endpoint: str, missing: Any) -> str:
+    """The commit the revision was at when last resolved, from the cache's ``refs/`` folder."""
+    try:
+        cached = api.resolve_revision(ref.repo, revision=ref.revision, cache_dir=cache_dir, local_files_only=True)
+        return cached.resolved
+    except missing:
+        raise _offline_error(ref, ref.revision, shown_endpoint, cache_dir, error) from None
+
+
+def _remember_ref(cache_dir: Path, ref: ProjectRef, sha: str) -> None:
+    from huggingface_hub.file_download import repo_folder_name
+
+    path = cache_dir / repo_folder_name(repo_id=ref.repo, repo_type="model") / "refs" / ref.revision
+    try:
+        if not path.is_file() or path.read_text().strip() != sha:
+            atomic_write_text(path, sha)
+    except OSError as e:  # the download below reports an unwritable cache in full
+        log.warning("could not remember that %s@%s is at %s: %s", ref.repo, ref.revision, sha, e)
+
+
+def _unreachable(error: BaseException, endpoint: str) -> str:
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if isinstance(error, OfflineModeIsEnabled) or isinstance(error.__cause__, OfflineModeIsEnabled):
+        return "HF_HUB_OFFLINE is set"
+    return f"the Hub at {endpoint} cannot be reached ({_reason(error)})"
+
+
+def _offline_error(ref: ProjectRef, revision: str, endpoint: str, cache_dir: Path, error: Exception) -> ProjectError:
+    at = f"@{revision}" if revision else ""
+    if _unreachable(error, endpoint) == "HF_HUB_OFFLINE is set":
+        return ProjectError(
+            f"HF_HUB_OFFLINE is set, and no copy of {ref.repo}{at} is cached in {cache_dir}",
+            "unset HF_HUB_OFFLINE (or set it to 0) so the project can be downloaded once; later runs start offline",
+        )
+    return ProjectError(
+        f"cannot download {ref.repo}{at} from the Hub at {endpoint} ({_reason(error)}), and no copy of it is "
+        f"cached in {cache_dir}",
+        "check the network connection (and HF_ENDPOINT or --endpoint if you set one), then try again; once a project "
+        "has been downloaded it also starts without network",
+    )
+
+
+def _hub_error(
+    error: Exception, ref: ProjectRef, endpoint: str, token: str | None, *, sha: str | None = None
+) -> ProjectError:
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    status = _status(error)
+    if isinstance(error, GatedRepoError):
+        return ProjectError(
+            f"project repository {ref.repo} on {endpoint} is gated: its owners must approve you first",
+            f"open {endpoint}/{ref.repo} with your account, request access, then set HF_TOKEN to a token of that "
+            "account",
+        )
+    if isinstance(error, RevisionNotFoundError):
+        revision = sha or ref.revision
+        return ProjectError(
+            f"revision {revision!r} was not found in project repository {ref.repo} on {endpoint}",
+            f"use a branch, tag or commit sha that exists (e.g. {ref.repo}@main), or drop '@{ref.revision}' to "
+            "follow the main branch",
+        )
+    if isinstance(error, RepositoryNotFoundError):
+        if status == 401 and not token:
+            return ProjectError(
+                f"project repository {ref.repo} on {endpoint} needs authentication (it is private, or does not exist)",
+                "if it is private, set HF_TOKEN to an access token that can read it (export HF_TOKEN=hf_...); "
+                "otherwise check the spelling of org/name",
+            )
+        if token:
+            return ProjectError(
+                f"project repository {ref.repo} was not found on {endpoint}, or the HF_TOKEN given cannot read it",
+                "check the spelling of org/name, and that the account of HF_TOKEN has been given access to it",
+            )
+        return ProjectError(
+            f"project repository {ref.repo} was not found on {endpoint}",
+            "check the spelling of org/name; a private repository also needs HF_TOKEN set to a token that can read it",
+        )
+    if status == 401:
+        return ProjectError(
+            f"the Hub at {endpoint} rejected the access token in HF_TOKEN (HTTP 401) for {ref.repo}",
+            "create a new read token in your Hub account settings and set HF_TOKEN to it, or unset HF_TOKEN for a "
+            "public project",
+        )
+    if status == 403:
+        return ProjectError(
+            f"the Hub at {endpoint} refused access to {ref.repo} (HTTP 403)",
+            "make sure the account of HF_TOKEN may read this repository (a fine-grained token needs read access to it)",
+        )
+    return ProjectError(
+        f"downloading {ref.repo} from {endpoint} failed: HTTP {status or '?'}",
+        "try again later; if it persists, check HF_ENDPOINT / --endpoint and the project's page",
+    )
+
+
+def _status(error: Exception) -> int:
+    response = getattr(error, "response", None)
+    return int(getattr(response, "status_code", 0) or 0)
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    first = text[0] if text else ""
+    name = type(error).__name__
+    return f"{name}: {first}"[:160] if first else name
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """The HTTP client's errors for a network that does not answer (httpx2 for huggingface_hub 2, else httpx)."""
+    try:
+        import httpx2 as httpx  # type: ignore[import-not-found]
+    except ImportError:  # huggingface_hub 1.x
+        import httpx  # type: ignore[no-redef]
+    return (httpx.TransportError,)
+
+
+def _quiet_tqdm() -> type:
+    """A progress-bar class that draws nothing: a headless log or the TUI reports the download instead."""
+    from tqdm.auto import tqdm
+
+    class Quiet(tqdm):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+
+    return Quiet

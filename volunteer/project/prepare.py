@@ -1,0 +1,134 @@
+"""``prepare_project``: from ``--project`` to a validated, consented project and its peer list.
+
+Preparation reads files and talks to the Hub and the peers URL, but imports neither the project's code nor
+torch, Lightning or hivemind: every mistake is reported at once, before training starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import volunteer
+from volunteer.datadir import DataDir
+from volunteer.errors import ProjectError
+from volunteer.project.hub import download_project, hub_endpoint, hub_token
+from volunteer.project.ids import ProjectRef, parse_project_id
+from volunteer.project.manifest import MANIFEST_NAME, Manifest, read_manifest
+from volunteer.project.peersources import collect_peers
+from volunteer.project.prepared import PreparedProject, ResolvedProject, describe_file
+from volunteer.project.static import check_project_code, code_files
+from volunteer.project.trust import require_consent
+from volunteer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEMO_ROOT = Path(volunteer.__file__).resolve().parent / "demo"
+
+
+def resolve_project(settings: Settings, data_dir: DataDir) -> ResolvedProject:
+    """Find, download and validate the project that ``settings.project`` names; no consent, no peers.
+
+    Raises:
+        ProjectError: for an id of no known form, a download that fails, or an invalid manifest or code reference.
+        DataDirError: when the Hub cache cannot be written.
+    """
+    ref = parse_project_id(settings.project)
+    revision, endpoint, from_cache, warnings = "", "", False, ()
+    if ref.kind == "builtin":
+        root = DEMO_ROOT
+    elif ref.kind == "local":
+        root = Path(ref.repo)
+    else:
+        endpoint_setting = hub_endpoint(settings.endpoint)
+        snapshot = download_project(ref, data_dir.hub_cache, endpoint=endpoint_setting, token=hub_token())
+        root, revision, from_cache, warnings = snapshot.root, snapshot.sha, snapshot.from_cache, snapshot.warnings
+        endpoint = endpoint_setting or _default_endpoint()
+
+    where = _where(ref, root, revision)
+    manifest = read_manifest(root / MANIFEST_NAME, where(MANIFEST_NAME))
+    check_client_version(manifest, where(MANIFEST_NAME))
+    check_project_code(manifest, root, where)
+    return ResolvedProject(
+        id=ref.text,
+        repo=ref.repo,
+        revision=revision,
+        root=root,
+        manifest=manifest,
+        files=code_files(root),
+        from_cache=from_cache,
+        warnings=tuple(warnings),
+        kind=ref.kind,
+        endpoint=endpoint,
+    )
+
+
+def prepare_project(
+    settings: Settings,
+    data_dir: DataDir,
+    *,
+    ask_consent: Callable[[ResolvedProject], bool] | None = None,
+) -> PreparedProject:
+    """Resolve the project, make sure its code may run here, and collect its peers.
+
+    Args:
+        settings: The run's settings (``project``, ``trust``, ``initial_peers``, ``endpoint`` are used).
+        data_dir: Where the Hub cache, consent records and peer cache live.
+        ask_consent: Asks the volunteer (the TUI's dialog) when this commit has no remembered consent and
+            ``settings.trust`` is off; ``None`` (headless) means: do not ask, fail with a hint.
+
+    Raises:
+        ProjectError: see :func:`resolve_project`; also for an invalid line in the project's peers file.
+        TrustError: when the project's code is not trusted.
+        PeerAddressError: for an invalid ``--initial-peers`` address.
+        DataDirError: when the data directory cannot be read or written.
+    """
+    project = resolve_project(settings, data_dir)
+    consent = require_consent(project, data_dir, trust=settings.trust, ask=ask_consent)
+    manifest = project.manifest
+    peers = collect_peers(
+        initial_peers=settings.initial_peers,
+        run_id=manifest.run_id,
+        data_dir=data_dir,
+        root=project.root,
+        peers_file=manifest.peers.file,
+        peers_url=manifest.peers.url,
+        url_timeout=manifest.peers.url_timeout,
+        shown_file=project.where(manifest.peers.file) if manifest.peers.file else None,
+    )
+    return PreparedProject(project=project, peers=peers, consent=consent)
+
+
+def check_client_version(manifest: Manifest, where: str) -> None:
+    """Refuse a project that needs a newer volunteer than this one.
+
+    Raises:
+        ProjectError: naming both versions and how to upgrade.
+    """
+    wanted = manifest.requirements.min_client_version
+    if wanted is None or version_tuple(volunteer.__version__) >= version_tuple(wanted):
+        return
+    raise ProjectError(
+        f"{where}: the project needs volunteer {wanted} or newer (key 'requirements.min_client_version'); this is "
+        f"volunteer {volunteer.__version__}",
+        "upgrade volunteer (pip install --upgrade volunteer, or pull the latest Docker image), then start again",
+    )
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"0.10.2rc1"`` -> ``(0, 10, 2)``: the leading release numbers, padded to compare."""
+    match = re.match(r"\d+(?:\.\d+)*", version.strip())
+    numbers = [int(n) for n in match.group(0).split(".")[:4]] if match else []
+    return tuple(numbers + [0] * (4 - len(numbers)))
+
+
+def _where(ref: ProjectRef, root: Path, revision: str) -> Callable[[str], str]:
+    return lambda file: describe_file(ref.kind, ref.repo, revision, root, file)
+
+
+def _default_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT.rstrip("/")

@@ -150,7 +150,7 @@ class Session:
         ask = self._ask_consent_via_api if self.interactive else None
         self.prepared = prepare_project(self.settings, self.data_dir, ask_consent=ask)
         project = self.prepared.project
-        for warning in project.warnings:
+        for warning in self.prepared.warnings:
             self.event("warning", warning)
         manifest = project.manifest
         self.data_dir.check_identity()
@@ -217,9 +217,9 @@ class Session:
     def _recollect_peers(self, previous: tuple[str, ...]) -> tuple[str, ...]:
         """Re-read the peer sources (flag, environment, project file, URL, cache)."""
         try:
-            from volunteer.project import collect_peers
+            from volunteer.project import collect_project_peers
 
-            return tuple(collect_peers(self.prepared.project, self.settings, self.data_dir).addresses)
+            return tuple(collect_project_peers(self.prepared.project, self.settings, self.data_dir).addresses)
         except VolunteerError as e:
             self.event("warning", f"could not re-read the peer list: {e.message}")
             return previous
@@ -244,6 +244,7 @@ class Session:
             nickname=self._nickname(),
             parent_pid=os.getpid(),
             log_path=self._worker_log(),
+            root_dir=str(self.data_dir.root / "lightning"),
             batch_size=batch_size,
             max_steps=steps_left,
             host_maddrs=self.settings.host_maddrs,
@@ -259,6 +260,7 @@ class Session:
         self._current, self._pending = Counters(), 0
         outcome: _Outcome | None = None
         stop_sent_at: float | None = None
+        failed_at: float | None = None
         try:
             while True:
                 try:
@@ -267,6 +269,8 @@ class Session:
                     message = None
                 if message is not None:
                     outcome = self._handle(message, peers) or outcome
+                    if outcome is not None and outcome.kind == "error" and failed_at is None:
+                        failed_at = time.monotonic()  # the worker exits right after reporting
                 self._drain_commands(commands)
                 now = time.monotonic()
                 if deadline is not None and now >= deadline and not self._stop_requested:
@@ -276,7 +280,11 @@ class Session:
                     self._set_state(State.STOPPING)
                     commands.put("stop")
                     stop_sent_at = now
-                if self._hard_stop or (stop_sent_at is not None and now - stop_sent_at > STOP_GRACE):
+                if (
+                    self._hard_stop
+                    or (stop_sent_at is not None and now - stop_sent_at > STOP_GRACE)
+                    or (failed_at is not None and now - failed_at > STOP_GRACE)
+                ):
                     _kill_group(process.pid)
                 if not process.is_alive():
                     for message in _drain(outbox):

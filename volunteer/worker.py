@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from volunteer.errors import SwarmError, VolunteerError
+from volunteer.errors import ConfigError, SwarmError, VolunteerError
 
 EXIT_OK = 0
 EXIT_CRASH = 1
@@ -40,6 +41,8 @@ class WorkerSpec:
     nickname: str
     parent_pid: int
     log_path: str
+    root_dir: str
+    """Lightning's working directory (inside the data directory)."""
     batch_size: int | None = None
     max_steps: int | None = None
     host_maddrs: str | None = None
@@ -50,12 +53,13 @@ class WorkerSpec:
     """All-time swarm samples before this process started (for the leaderboard record)."""
     stats_interval: float = 0.5
     leaderboard_interval: float = 5.0
-    strategy_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def run_worker(spec: WorkerSpec, outbox: Any, commands: Any) -> None:
     """Process entry point."""
     os.setsid()  # our own process group: the supervisor kills hivemind's helpers with us
+    # a spawned process inherits the "spawn" start method, but hivemind forks its DHT and averagers
+    multiprocessing.set_start_method("fork", force=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which tells us to stop
     _redirect_output(spec.log_path)
     _watch_parent(spec.parent_pid)
@@ -83,7 +87,8 @@ def run_worker(spec: WorkerSpec, outbox: Any, commands: Any) -> None:
         sys.stderr.flush()
     outbox.close()
     outbox.join_thread()
-    sys.exit(code)
+    # hivemind can leave non-daemon threads behind after a failure; the supervisor reaps our group
+    os._exit(code)
 
 
 class _Worker:
@@ -107,18 +112,18 @@ class _Worker:
         from volunteer.strategy import HivemindStrategy
 
         spec = self.spec
+        manifest = spec.prepared.project.manifest
         device = resolve_device(spec.device)
+        info = device_info(device)
+        check_requirements(manifest.requirements, device.accelerator, info)
         if device.warning:
             self.event("warning", device.warning)
-        info = device_info(device)
         self.emit(kind="device", device=dataclasses.asdict(info))
 
         built = spec.prepared.build(spec.batch_size)
-        manifest = spec.prepared.project.manifest
         run_id = manifest.run_id
         validators, public_key = record_validators(run_id)
         strategy_kwargs = dict(manifest.strategy_kwargs())
-        strategy_kwargs.update(spec.strategy_overrides)
         strategy_kwargs.update(
             batch_size=built.batch_size,
             initial_peers=list(spec.initial_peers),
@@ -137,6 +142,7 @@ class _Worker:
         reporter = Reporter(self, strategy, public_key, device, built.batch_size)
         trainer_kwargs: dict[str, Any] = dict(
             strategy=strategy,
+            default_root_dir=spec.root_dir,
             accelerator=device.accelerator,
             devices=[device.index] if device.accelerator == "gpu" else 1,
             max_steps=spec.max_steps or -1,
@@ -164,6 +170,24 @@ class _Worker:
         self.emit(kind="done", reason=reporter.stop_reason or "max_steps")
 
 
+def check_requirements(requirements: Any, accelerator: str, info: Any) -> None:
+    """Refuse to start where the project's manifest says it cannot train."""
+    if requirements.gpu == "required" and accelerator != "gpu":
+        raise ConfigError(
+            "this project requires a GPU and none is in use",
+            "run on a machine with an NVIDIA GPU (in Docker: --gpus all; check with 'volunteer doctor'), and do "
+            "not pass --device cpu",
+        )
+    if accelerator == "gpu" and requirements.min_gpu_memory_gb and info.memory_total_mb is not None:
+        have = info.memory_total_mb * 2**20 / 1e9
+        if have < requirements.min_gpu_memory_gb:
+            raise ConfigError(
+                f"this project needs a GPU with {requirements.min_gpu_memory_gb:g} GB of memory; "
+                f"{info.name} has {have:.1f} GB",
+                "pick a larger GPU with --device cuda:N, or contribute to a project with smaller requirements",
+            )
+
+
 def _is_out_of_memory(error: BaseException) -> bool:
     text = f"{type(error).__name__}: {error}"
     return "OutOfMemoryError" in text or "CUDA out of memory" in text
@@ -177,6 +201,7 @@ def _redirect_output(log_path: str) -> None:
     os.dup2(fd, 2)
     os.close(fd)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _watch_parent(parent_pid: int) -> None:

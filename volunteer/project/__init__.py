@@ -8,7 +8,7 @@ then the session calls :meth:`PreparedProject.build` to import the project's cod
 from volunteer.project.ids import ProjectRef, parse_project_id
 from volunteer.project.manifest import MANIFEST_NAME, Manifest, parse_manifest, read_manifest
 from volunteer.project.peersources import PeerList, collect_peers, remember_working_peers
-from volunteer.project.prepare import prepare_project, resolve_project
+from volunteer.project.prepare import collect_project_peers, prepare_project, resolve_project
 from volunteer.project.prepared import BuiltProject, PreparedProject, ResolvedProject
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "ProjectRef",
     "ResolvedProject",
     "collect_peers",
+    "collect_project_peers",
     "parse_manifest",
     "parse_project_id",
     "prepare_project",

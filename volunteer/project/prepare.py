@@ -17,7 +17,7 @@ from volunteer.errors import ProjectError
 from volunteer.project.hub import download_project, hub_endpoint, hub_token
 from volunteer.project.ids import ProjectRef, parse_project_id
 from volunteer.project.manifest import MANIFEST_NAME, Manifest, read_manifest
-from volunteer.project.peersources import collect_peers
+from volunteer.project.peersources import PeerList, collect_peers
 from volunteer.project.prepared import PreparedProject, ResolvedProject, describe_file
 from volunteer.project.static import check_project_code, code_files
 from volunteer.project.trust import require_consent
@@ -87,8 +87,14 @@ def prepare_project(
     """
     project = resolve_project(settings, data_dir)
     consent = require_consent(project, data_dir, trust=settings.trust, ask=ask_consent)
+    peers = collect_project_peers(project, settings, data_dir)
+    return PreparedProject(project=project, peers=peers, consent=consent)
+
+
+def collect_project_peers(project: ResolvedProject, settings: Settings, data_dir: DataDir) -> PeerList:
+    """Merge the peer sources of a resolved project; the session calls it again on every reconnect."""
     manifest = project.manifest
-    peers = collect_peers(
+    return collect_peers(
         initial_peers=settings.initial_peers,
         run_id=manifest.run_id,
         data_dir=data_dir,
@@ -98,7 +104,6 @@ def prepare_project(
         url_timeout=manifest.peers.url_timeout,
         shown_file=project.where(manifest.peers.file) if manifest.peers.file else None,
     )
-    return PreparedProject(project=project, peers=peers, consent=consent)
 
 
 def check_client_version(manifest: Manifest, where: str) -> None:

@@ -14,7 +14,14 @@ from textual.reactive import reactive
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from tui.messages import CommandFailed, EventsArrived, SnapshotUpdated, SourceDisconnected, SourceReconnected
+from tui.messages import (
+    CommandFailed,
+    EventsArrived,
+    SessionRestarted,
+    SnapshotUpdated,
+    SourceDisconnected,
+    SourceReconnected,
+)
 from tui.screens import FailureScreen, HelpScreen, QuitChoice, QuitScreen, TrustScreen
 from tui.widgets import Banner, EventLog, HistoryPanel, Leaderboard, StatusHeader, SwarmPanel, YouPanel
 from volunteer.stats import Command, ErrorInfo, Event, Snapshot, SnapshotSource, State
@@ -29,6 +36,10 @@ LOG_MIN_HEIGHT = 34
 """Terminals at least this tall open with the log pane shown; smaller ones keep the room for figures."""
 
 RECENT_EVENTS = 100
+"""Events kept for the failure screen."""
+
+RESTART_TOLERANCE = 1.0
+"""Seconds uptime may seem to go back (clock jitter) before the session counts as restarted."""
 """Events kept for the failure screen."""
 
 ACTIVE_STATES = frozenset({State.CONNECTING, State.LOADING_STATE, State.TRAINING, State.RECONNECTING})
@@ -47,7 +58,16 @@ def retry_delay(attempt: int, poll_interval: float) -> float:
 
 
 class VolunteerApp(App[None]):
-    """Shows a session's snapshots and sends it commands; never blocks on the source in the UI thread."""
+    """Shows a session's snapshots and sends it commands; never blocks on the source in the UI thread.
+
+    Args:
+        source: Where snapshots and events come from and commands go.
+        poll_interval: Seconds between polls of the source; the default keeps to 4 refreshes a second.
+        attach: True when the session runs headless elsewhere: quitting can leave it training.
+
+    Raises:
+        ValueError: ``poll_interval`` is not positive.
+    """
 
     CSS_PATH = "volunteer.tcss"
     TITLE = "volunteer"
@@ -78,12 +98,9 @@ class VolunteerApp(App[None]):
     show_log: reactive[bool] = reactive(False)
     """Whether the event log pane is shown (``l`` toggles it)."""
 
-    def __init__(self, source: SnapshotSource, poll_interval: float = POLL_INTERVAL, *, attach: bool = False):
-        """Args:
-        source: Where snapshots and events come from and commands go.
-        poll_interval: Seconds between polls of the source; the default keeps to 4 refreshes a second.
-        attach: True when the session runs headless elsewhere: quitting can leave it training.
-        """
+    def __init__(
+        self, source: SnapshotSource, poll_interval: float = POLL_INTERVAL, *, attach: bool = False
+    ) -> None:
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be positive, got {poll_interval}")
         super().__init__()
@@ -131,6 +148,10 @@ class VolunteerApp(App[None]):
             started = time.monotonic()
             try:
                 snapshot = self.source.latest()
+                if last is not None and snapshot.uptime + RESTART_TOLERANCE < last.uptime:
+                    # A restarted headless session numbers its events from 1 again.
+                    seq = 0
+                    self.post_message(SessionRestarted())
                 events = self.source.events_since(seq)
             except ConnectionError as error:
                 failures += 1
@@ -155,6 +176,11 @@ class VolunteerApp(App[None]):
     def on_events_arrived(self, message: EventsArrived) -> None:
         self._events.extend(message.events)
         self.query_one(EventLog).add_events(message.events)
+
+    def on_session_restarted(self, _message: SessionRestarted) -> None:
+        self._events.clear()
+        self.query_one(EventLog).restart()
+        self.notify("The session restarted.", title="restarted")
 
     def on_source_disconnected(self, message: SourceDisconnected) -> None:
         self.disconnected = True

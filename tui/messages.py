@@ -42,6 +42,11 @@ class SourceReconnected(Message):
 
 
 @dataclass
+class SessionRestarted(Message):
+    """The session's uptime went backwards: a new session behind the same source, counting events anew."""
+
+
+@dataclass
 class CommandFailed(Message):
     """A command could not be delivered to the session."""
 

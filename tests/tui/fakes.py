@@ -151,6 +151,12 @@ class FakeSource:
         with self._lock:
             self._events.extend(events)
 
+    def restart(self, first: Snapshot, *events: Event) -> None:
+        """Behave like a restarted session: serve ``first`` next and number events anew."""
+        with self._lock:
+            self._script = [first]
+            self._events = list(events)
+
 
 def failed(message: str = "the project's training_step raised ZeroDivisionError", hint: str | None = None):
     return snapshot(

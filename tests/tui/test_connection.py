@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.tui.fakes import T0, FakeSource, snapshot
+from tests.tui.fakes import T0, FakeSource, events, snapshot
 from tests.tui.helpers import screen_text, wait_for, wait_for_screen, widget_text
 from tui.app import MAX_RETRY_DELAY, VolunteerApp, retry_delay
 from tui.screens import FailureScreen
-from tui.widgets import Banner
-from volunteer.stats import Command
+from tui.widgets import Banner, EventLog
+from volunteer.stats import Command, Event
 
 pytestmark = pytest.mark.anyio
 
@@ -91,3 +91,18 @@ async def test_an_unexpected_source_error_becomes_a_failure_screen() -> None:
         await pilot.press("q")
         await wait_for(pilot, lambda: app.return_code is not None, "the app to quit")
     assert app.return_code == 1
+
+
+async def test_a_restarted_session_numbers_its_events_anew() -> None:
+    source = FakeSource([snapshot()], events())
+    app = VolunteerApp(source, poll_interval=FAST, attach=True)
+    async with app.run_test(size=(100, 40)) as pilot:
+        log = app.query_one(EventLog)
+        await wait_for(pilot, lambda: log.last_seq == 4, "the first session's events")
+        source.restart(snapshot(time=T0 + 60, uptime=3.0), Event(1, T0 + 58, "joined", "joined again"))
+        await wait_for(pilot, lambda: app.snapshot.uptime == 3.0, "the new session")
+        await wait_for(pilot, lambda: log.last_seq == 1, "the new session's events")
+        await pilot.pause()
+        text = widget_text(app, "#log")
+        assert "the session restarted" in text and text.endswith("joined again")
+        assert any(n.title == "restarted" for n in app._notifications)

@@ -38,6 +38,11 @@ class EventLog(RichLog):
         self.last_seq = 0
         """The sequence number of the newest event shown."""
 
+    def restart(self) -> None:
+        """A new session numbers its events from 1 again: mark the break and accept them."""
+        self.last_seq = 0
+        self.write(Text("── the session restarted ──", style="dim"))
+
     def add_events(self, events: Iterable[Event]) -> None:
         """Append events not shown yet; the poller may repeat one after a reconnect."""
         for event in events:

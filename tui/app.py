@@ -98,9 +98,7 @@ class VolunteerApp(App[None]):
     show_log: reactive[bool] = reactive(False)
     """Whether the event log pane is shown (``l`` toggles it)."""
 
-    def __init__(
-        self, source: SnapshotSource, poll_interval: float = POLL_INTERVAL, *, attach: bool = False
-    ) -> None:
+    def __init__(self, source: SnapshotSource, poll_interval: float = POLL_INTERVAL, *, attach: bool = False) -> None:
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be positive, got {poll_interval}")
         super().__init__()

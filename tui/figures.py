@@ -50,8 +50,7 @@ SECTIONS: tuple[Section, ...] = (
             Figure("Samples", "Samples this machine computed in this session, and all time."),
             Figure(
                 "in global steps",
-                "All-time samples that went into a global step the swarm took: your credit on the "
-                "leaderboard.",
+                "All-time samples that went into a global step the swarm took: your credit on the leaderboard.",
             ),
             Figure(
                 "local only",
@@ -60,8 +59,7 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Figure(
                 "pending",
-                "All-time samples in neither count yet: gathered toward the global step the swarm is "
-                "working on now.",
+                "All-time samples in neither count yet: gathered toward the global step the swarm is working on now.",
             ),
             Figure("Steps", "Local optimizer steps (batches) in this session, and all time."),
             Figure("Speed", "Samples per second this machine computes, as the session last measured it."),
@@ -126,9 +124,7 @@ SECTIONS: tuple[Section, ...] = (
 
 KEYS: tuple[Figure, ...] = (
     Figure("p", "Pause, or resume when paused. Pausing stops computing; nothing already credited is lost."),
-    Figure(
-        "f", "Finish: leave after the current global step, so no contributed sample is wasted, then quit."
-    ),
+    Figure("f", "Finish: leave after the current global step, so no contributed sample is wasted, then quit."),
     Figure("q", "Quit. Asks first while training; when attached, you can detach and leave it training."),
     Figure("l", "Show or hide the event log."),
     Figure("?", "This help."),

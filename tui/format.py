@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from volunteer.stats import DeviceInfo, ProjectInfo, State
 
 STATE_LABELS: dict[State, str] = {
@@ -49,7 +51,7 @@ def loss(value: float | None) -> str:
 
 def duration(seconds: float | None) -> str:
     """A compact duration: ``42s``, ``3m05s``, ``1h02m``, ``2d03h``."""
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return NO_VALUE
     total = max(0, int(seconds))
     days, rest = divmod(total, 86400)

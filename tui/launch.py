@@ -109,7 +109,7 @@ def attach_main(argv: Sequence[str]) -> int:
     """``volunteer attach [URL]``: the dashboard of a running headless volunteer; quitting leaves it running."""
     from tui import run_tui
     from volunteer.settings import DEFAULT_STATUS_PORT, ArgumentParser
-    from volunteer.status_client import StatusClient
+    from volunteer.status_client import StatusClient, normalize_url
 
     parser = ArgumentParser(prog="volunteer attach", description=attach_main.__doc__)
     parser.add_argument(
@@ -119,7 +119,7 @@ def attach_main(argv: Sequence[str]) -> int:
         help="the status endpoint (default: %(default)s)",
     )
     args = parser.parse_args(list(argv))
-    client = StatusClient(args.url)
+    client = StatusClient(normalize_url(args.url))
     try:
         client.latest()
     except ConnectionError:

@@ -6,6 +6,8 @@ import os
 
 INITIAL_PEERS_ENV = "INITIAL_PEERS"
 ENV_PREFIX = "VOLUNTEER_"
+DEFAULT_STATUS_PORT = 8471
+"""The status endpoint's port on 127.0.0.1, shared by the client, ``volunteer attach`` and the health check."""
 
 
 def env(name: str, default: str | None = None) -> str | None:

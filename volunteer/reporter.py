@@ -36,7 +36,7 @@ class Reporter(L.Callback):
         self.stop_reason: str | None = None
         self.paused = False
         self.finish_after_epoch: int | None = None
-        self._batch_started: float | None = None
+        self._last_batch_end: float | None = None
         self._first_batch = True
         self._last_epoch = 0
         self._lock = threading.Lock()
@@ -74,20 +74,22 @@ class Reporter(L.Callback):
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         self._handle_commands(trainer)
         while self.paused and not trainer.should_stop:
+            self._last_batch_end = None  # paused time is not training time
             time.sleep(0.1)
             self._handle_commands(trainer)
         if self._first_batch:
             self._set_state("loading_state")  # the strategy builds hivemind's optimizer and loads peers' state
-        self._batch_started = time.perf_counter()
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # wall time from one batch end to the next: data loading and waiting for the swarm count too
         now = time.perf_counter()
-        elapsed = now - self._batch_started if self._batch_started is not None else 0.0
+        elapsed = now - self._last_batch_end if self._last_batch_end is not None else 0.0
+        self._last_batch_end = now
         strategy = self.strategy
         opt = strategy.hivemind_optimizer
         with self._lock:
             self.steps += 1
-            if not self._first_batch and elapsed > 0:
+            if elapsed > 0:
                 self.compute_seconds += elapsed
                 rate = self.batch_size / elapsed
                 self.samples_per_second = (

@@ -430,20 +430,22 @@ class Session:
     def _set_state(self, state: State) -> None:
         if self._snapshot.state != state:
             self._publish(state=state)
-            if self.out is not None:
+            # before the project is ready there is nothing to report but the outcome
+            if self.out is not None and self.prepared is not None:
                 self.out.status(self._snapshot)
 
-    def event(self, kind: str, message: str) -> None:
+    def event(self, kind: str, message: str, *, echo: bool = True) -> None:
         with self._events_lock:
             self._event_seq += 1
             event = Event(seq=self._event_seq, time=time.time(), kind=kind, message=message)
             self._events.append(event)
-        if self.out is not None:
+        if echo and self.out is not None:
             self.out.event(event)
 
     def _fail(self, error: VolunteerError) -> None:
         self._publish(state=State.FAILED, last_error=ErrorInfo(error.message, error.hint))
-        self.event("error", error.message)
+        # the CLI prints the error and its hint once, as the last thing the volunteer reads
+        self.event("error", error.message, echo=False)
 
     def _linger(self) -> None:
         """Keep the failure on show for the TUI until it says stop (bounded: an hour)."""

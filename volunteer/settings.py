@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from volunteer import __version__
-from volunteer.constants import ENV_PREFIX, env, initial_peers_from_env
+from volunteer.constants import DEFAULT_STATUS_PORT, ENV_PREFIX, env, initial_peers_from_env
 from volunteer.errors import ConfigError
 from volunteer.peers import parse_listen_addresses, parse_peers
 
-DEFAULT_STATUS_PORT = 8471
 DEFAULT_PROJECT = "demo"
 
 

@@ -13,10 +13,11 @@ from urllib.parse import urlsplit
 
 import requests
 
+from volunteer.constants import DEFAULT_STATUS_PORT
 from volunteer.stats import Command, Event, Snapshot, event_from_dict
 
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8471
+DEFAULT_PORT = DEFAULT_STATUS_PORT
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 
 
@@ -74,9 +75,7 @@ class StatusClient:
         try:
             return Snapshot.from_dict(data)
         except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"{self.base_url}/status answered a snapshot this client cannot read: {error}"
-            ) from error
+            raise ValueError(f"{self.base_url}/status answered a snapshot this client cannot read: {error}") from error
 
     def events_since(self, seq: int) -> list[Event]:
         """Events with ``seq`` greater than ``seq``, oldest first (``GET /events?since=<seq>``).
@@ -92,9 +91,7 @@ class StatusClient:
         try:
             return [event_from_dict(event) for event in events]
         except (TypeError, ValueError, AttributeError) as error:
-            raise ValueError(
-                f"{self.base_url}/events answered events this client cannot read: {error}"
-            ) from error
+            raise ValueError(f"{self.base_url}/events answered events this client cannot read: {error}") from error
 
     def send(self, command: Command) -> None:
         """Ask the session to pause, resume, stop, finish or trust (``POST /control``).
@@ -135,8 +132,7 @@ class StatusClient:
             raise ValueError(f"{url} refused the request: {_error_text(response)}")
         if not response.ok:
             raise ConnectionError(
-                f"the volunteer status endpoint at {url} answered "
-                f"{response.status_code}: {_error_text(response)}"
+                f"the volunteer status endpoint at {url} answered {response.status_code}: {_error_text(response)}"
             )
         try:
             return response.json()

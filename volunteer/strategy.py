@@ -8,6 +8,7 @@ optimizer step together. One such step is a *global step* (hivemind calls it an 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import warnings
@@ -52,8 +53,8 @@ class SwarmProgress:
     """Peers that reported progress recently (hivemind keeps a dead peer for about a minute)."""
     num_clients: int
     """How many of those peers are in client mode (they cannot be dialled)."""
-    eta_next_step: float
-    """Estimated seconds until the next global step; 0 when it is due."""
+    eta_next_step: float | None
+    """Estimated seconds until the next global step; 0 when it is due; None before any throughput is known."""
     local_samples_per_second: float
     """This peer's throughput, smoothed by hivemind."""
     is_synchronized: bool
@@ -345,6 +346,7 @@ class HivemindStrategy(Strategy):
             return None
         tracker = opt.tracker
         global_progress = tracker.global_progress
+        eta = tracker.estimated_next_update_time - get_dht_time()
         return SwarmProgress(
             global_epoch=max(global_progress.epoch, opt.local_epoch),
             local_epoch=opt.local_epoch,
@@ -352,7 +354,7 @@ class HivemindStrategy(Strategy):
             target_batch_size=global_progress.target_batch_size,
             num_peers=max(1, global_progress.num_peers),
             num_clients=global_progress.num_clients,
-            eta_next_step=max(0.0, tracker.estimated_next_update_time - get_dht_time()),
+            eta_next_step=max(0.0, eta) if math.isfinite(eta) else None,
             local_samples_per_second=tracker.performance_ema.samples_per_second,
             is_synchronized=opt.is_synchronized_with_peers(),
         )

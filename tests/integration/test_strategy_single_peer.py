@@ -56,7 +56,7 @@ def test_progress_view_reports_the_swarm():
     last = recorder.progress[-1]
     assert last.target_batch_size == 32
     assert last.local_epoch >= 2 and last.global_epoch >= last.local_epoch
-    assert last.num_peers == 1 and last.eta_next_step >= 0
+    assert last.num_peers == 1 and (last.eta_next_step is None or last.eta_next_step >= 0)
     assert 0 <= last.samples_accumulated <= 32
     assert strategy.samples_contributed == 12 * 8
     assert strategy.hivemind_optimizer is None and strategy.dht is None, "teardown leaves the swarm"

@@ -37,9 +37,7 @@ async def wait_for_screen(pilot: Pilot, screen_type: type) -> None:
 def screen_text(app: App) -> str:
     """What the terminal shows right now, as plain text (dialogs over the screens below them)."""
     width, height = app.size
-    console = Console(
-        width=width, height=height, file=io.StringIO(), force_terminal=True, record=True, safe_box=False
-    )
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True, record=True, safe_box=False)
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
 

@@ -173,17 +173,13 @@ def test_a_slow_server_times_out_as_connection_error(server: FakeStatusServer) -
         status.latest()
 
 
-def test_an_answer_that_is_not_json_raises_value_error(
-    client: StatusClient, server: FakeStatusServer
-) -> None:
+def test_an_answer_that_is_not_json_raises_value_error(client: StatusClient, server: FakeStatusServer) -> None:
     server.mode = "garbage"
     with pytest.raises(ValueError, match="did not answer JSON"):
         client.latest()
 
 
-def test_the_client_recovers_when_the_server_answers_again(
-    client: StatusClient, server: FakeStatusServer
-) -> None:
+def test_the_client_recovers_when_the_server_answers_again(client: StatusClient, server: FakeStatusServer) -> None:
     server.mode = "error500"
     with pytest.raises(ConnectionError):
         client.latest()
@@ -222,7 +218,5 @@ def test_status_client_loads_no_heavy_or_ui_modules() -> None:
         "bad = [m for m in ('torch', 'lightning', 'hivemind', 'textual', 'tui') if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == ""

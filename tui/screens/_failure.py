@@ -31,9 +31,7 @@ def what_to_do(snapshot: Snapshot | None, *, attach: bool) -> list[str]:
     else:
         steps.append(f"Start it again: volunteer --project {repo or '<project>'}")
     if snapshot is not None:
-        steps.append(
-            f"Samples already in global steps stay credited ({fmt.count(snapshot.swarm_samples)} so far)."
-        )
+        steps.append(f"Samples already in global steps stay credited ({fmt.count(snapshot.swarm_samples)} so far).")
     steps.append("If it keeps failing, report it with the error and the events below.")
     return [f"{number}. {step}" for number, step in enumerate(steps, start=1)]
 
@@ -43,9 +41,7 @@ class FailureScreen(Screen[None]):
 
     BINDINGS = [Binding("q", "quit_failed", "Quit")]
 
-    def __init__(
-        self, snapshot: Snapshot | None, events: Sequence[Event] = (), *, attach: bool = False
-    ) -> None:
+    def __init__(self, snapshot: Snapshot | None, events: Sequence[Event] = (), *, attach: bool = False) -> None:
         super().__init__()
         self.snapshot = snapshot
         """The failed snapshot."""

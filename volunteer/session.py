@@ -45,6 +45,8 @@ STOP_GRACE = 7.5
 """Seconds a training process gets to leave the swarm cleanly before its process group is killed."""
 MAX_BACKOFF = 60.0
 MAX_RESTARTS = 5
+"""Failed training processes in a row (without a healthy run between them) before the session gives up."""
+HEALTHY_RUN = 600.0
 SNAPSHOT_INTERVAL = 0.5
 LOG_INTERVAL = 10.0
 LEDGER_INTERVAL = 1.0
@@ -169,9 +171,6 @@ class Session:
         return True
 
     def _supervise(self) -> int:
-        from volunteer.project import remember_working_peers
-
-        self._remember_peers = remember_working_peers
         peers = tuple(self.prepared.peers.addresses)
         batch_size = self.settings.batch_size
         restarts = 0
@@ -180,7 +179,10 @@ class Session:
         while True:
             if self._stop_requested:
                 return 0
+            started = time.monotonic()
             outcome = self._run_worker(peers, batch_size, deadline)
+            if time.monotonic() - started > HEALTHY_RUN:
+                restarts, backoff = 0, 1.0  # a failure after a long good run starts the count afresh
             if outcome.kind in ("done", "stopped") or self._stop_requested:
                 self._set_state(State.STOPPED)
                 self.event("stopped", f"stopped ({outcome.kind}); contributed {self._session().samples:,} samples")
@@ -340,8 +342,10 @@ class Session:
             self._reconnecting = False
             self.event("recovered", "reached the swarm again")
         if peers:
+            from volunteer.project import remember_working_peers
+
             with contextlib.suppress(VolunteerError, OSError):
-                self._remember_peers(self.data_dir, self.prepared.project.manifest.run_id, peers)
+                remember_working_peers(self.data_dir, self.prepared.project.manifest.run_id, peers)
         if self.out is not None:
             self.out.text(self.join_instructions(addresses))
 

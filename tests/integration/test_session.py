@@ -150,3 +150,19 @@ def test_second_signal_stops_at_once_with_the_ledger_intact(tmp_path):
         assert ledger["samples"] > 0 and ledger["sessions"] == 1
     finally:
         a.stop()
+
+
+def test_out_of_memory_restarts_with_a_smaller_batch(tmp_path):
+    from tests.integration.volunteers import FIXTURES
+
+    a = Volunteer(tmp_path, "a", project=str(FIXTURES / "oom_project"), extra=("--max-steps", "20"))
+    try:
+        wait_for(lambda: a.proc.popen.poll() is not None, 120, "the bounded contribution to end", [])
+        assert a.proc.popen.returncode == 0, a.proc.output()[-3000:]
+        output = a.proc.output()
+        assert "out of GPU memory: restarting with batch size 8" in output
+        assert "out of GPU memory: restarting with batch size 4" in output
+        ledger = a.ledger("volunteer-tests-oom")
+        assert ledger["steps"] == 20 and ledger["samples"] == 20 * 4
+    finally:
+        a.stop()

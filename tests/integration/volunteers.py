@@ -11,7 +11,8 @@ from pathlib import Path
 
 from tests.integration.procs import Proc, wait_for
 
-TINY_PROJECT = str(Path(__file__).resolve().parents[1] / "fixtures" / "tiny_project")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+TINY_PROJECT = str(FIXTURES / "tiny_project")
 
 
 def free_port() -> int:

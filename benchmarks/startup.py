@@ -1,0 +1,67 @@
+"""Time from launching a headless volunteer to its first contributed sample, with the project cached.
+
+Baseline, in the same invocation: a bare Python process that only imports torch, Lightning and hivemind,
+the floor any client built on them pays. Phases come from the client's own status endpoint and events.
+
+    python -m benchmarks.startup            # 3 runs of each, alternating
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.integration.procs import wait_for
+from tests.integration.volunteers import Volunteer
+
+
+def import_floor() -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, lightning, hivemind"], check=True, timeout=120)
+    return time.perf_counter() - start
+
+
+def first_sample(tmp: Path, name: str, project: str) -> dict[str, float]:
+    start = time.monotonic()
+    v = Volunteer(tmp, name, project=project, data_dir=tmp / "data")
+    phases: dict[str, float] = {}
+    try:
+        wait_for(lambda: v.status() is not None, 120, "the status endpoint", [v.proc], interval=0.05)
+        phases["status endpoint up"] = time.monotonic() - start
+        v.wait_status(lambda s: bool(s["peer_id"]), 120, "joined")
+        phases["joined the swarm (DHT up)"] = time.monotonic() - start
+        v.wait_status(lambda s: s["session_samples"] > 0, 120, "first sample")
+        phases["first contributed sample"] = time.monotonic() - start
+    finally:
+        v.stop()
+    return phases
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--project", default="demo")
+    args = parser.parse_args()
+    floors, runs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        first_sample(Path(tmp), "warmup", args.project)  # fills the data dir (identity, caches) like a restart
+        for i in range(args.runs):
+            floors.append(import_floor())
+            runs.append(first_sample(Path(tmp), f"run{i}", args.project))
+            first = runs[-1]["first contributed sample"]
+            print(f"  run {i + 1}: import floor {floors[-1]:.2f} s, first sample {first:.2f} s", flush=True)
+    floor = statistics.median(floors)
+    print(f"project {args.project!r}, {args.runs} runs, medians:")
+    print(f"  import torch+lightning+hivemind (floor): {floor:6.2f} s")
+    for phase in runs[0]:
+        value = statistics.median(r[phase] for r in runs)
+        print(f"  {phase:<40} {value:6.2f} s  ({value / floor:.2f}x the floor)")
+
+
+if __name__ == "__main__":
+    main()

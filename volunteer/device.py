@@ -13,7 +13,6 @@ class ResolvedDevice:
     accelerator: str
     """Lightning accelerator: "cpu" or "gpu"."""
     index: int | None
-    warning: str | None = None
 
     @property
     def torch_device(self) -> str:
@@ -21,7 +20,7 @@ class ResolvedDevice:
 
 
 def resolve_device(setting: str) -> ResolvedDevice:
-    """``auto`` takes the first GPU when PyTorch sees one and falls back to the CPU with a warning."""
+    """``auto`` takes the first GPU when PyTorch sees one, else the CPU (``doctor.gpu_warning`` says why)."""
     import torch
 
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -30,12 +29,7 @@ def resolve_device(setting: str) -> ResolvedDevice:
     if setting == "auto":
         if available:
             return ResolvedDevice("gpu", 0)
-        return ResolvedDevice(
-            "cpu",
-            None,
-            "no GPU visible to PyTorch: training on the CPU (in Docker, run with --gpus all and the NVIDIA "
-            "Container Toolkit installed; 'volunteer doctor' checks the set-up)",
-        )
+        return ResolvedDevice("cpu", None)
     index = int(setting.split(":", 1)[1]) if ":" in setting else 0
     if index >= available:
         raise ConfigError(

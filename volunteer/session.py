@@ -140,7 +140,7 @@ class Session:
                     self._linger()
                 raise
             finally:
-                self._save_ledger(force=True)
+                self._save_ledger()
         finally:
             if server is not None:
                 server.stop()
@@ -300,7 +300,7 @@ class Session:
                 self._current, local_only_samples=self._current.local_only_samples + self._pending
             )
             self._current, self._pending = Counters(), 0
-            self._save_ledger(force=True)
+            self._save_ledger()
         if outcome is None:
             if self._stop_requested:
                 return _Outcome("stopped")
@@ -375,7 +375,7 @@ class Session:
         previous_swarm = self._snapshot.swarm_samples
         self._publish_stats()
         if self._snapshot.swarm_samples != previous_swarm:
-            self._save_ledger(force=True)  # credit for a global step is durable at once
+            self._save_ledger()  # credit for a global step is durable at once
 
     # -- snapshots ---------------------------------------------------------------------------------------
 
@@ -467,14 +467,11 @@ class Session:
         if now - self._last_ledger_save >= LEDGER_INTERVAL:
             self._save_ledger()
 
-    def _save_ledger(self, force: bool = False) -> None:
+    def _save_ledger(self) -> None:
         if self.ledger is None:
             return
         self._last_ledger_save = time.monotonic()
-        self.ledger.update(
-            dataclasses.replace(self._session(), local_only_samples=self._session().local_only_samples),
-            peer_id=self.peer_id,
-        )
+        self.ledger.update(self._session(), peer_id=self.peer_id)
         try:
             self.ledger.save()
         except VolunteerError as e:

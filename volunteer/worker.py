@@ -116,8 +116,13 @@ class _Worker:
         device = resolve_device(spec.device)
         info = device_info(device)
         check_requirements(manifest.requirements, device.accelerator, info)
-        if device.warning:
-            self.event("warning", device.warning)
+        if device.accelerator == "cpu" and spec.device == "auto":
+            from volunteer.doctor import gpu_warning
+            from volunteer.settings import Settings
+
+            warning = gpu_warning(Settings(device=spec.device))
+            if warning:
+                self.event("warning", warning)
         self.emit(kind="device", device=dataclasses.asdict(info))
 
         built = spec.prepared.build(spec.batch_size)

@@ -6,6 +6,8 @@ hits all of them alike:
 * ``lightning``: plain Lightning, accumulating gradients over ``target_batch_size / batch_size`` batches,
   so the inner optimizer steps exactly as often as hivemind's (stepping every batch would flatter us);
 * ``strategy``: Lightning with ``HivemindStrategy`` (one peer, loopback DHT);
+* ``reuse``: the same with ``reuse_grad_buffers=True``, which accumulates in ``.grad`` as Lightning does
+  instead of copying every batch's gradients into hivemind's own buffers;
 * ``raw``: a hand-written loop around ``hivemind.Optimizer``, no Lightning.
 
 Throughput is measured after a warm-up (the first global step, which includes building the optimizer) and
@@ -95,7 +97,7 @@ def run_lightning(args, accumulate: int) -> float:
     return (clock.batches - clock.warmup_batches) * args.batch_size / (clock.end - clock.start)
 
 
-def run_strategy(args, accumulate: int) -> float:
+def run_strategy(args, accumulate: int, reuse_grad_buffers: bool = False) -> float:
     clock = BatchClock(warmup_batches=accumulate)
     total_batches = accumulate * (args.global_steps + 1)
     strategy = HivemindStrategy(
@@ -105,6 +107,7 @@ def run_strategy(args, accumulate: int) -> float:
         host_maddrs=LOOPBACK,
         matchmaking_time=args.matchmaking_time,
         averaging_timeout=10,
+        reuse_grad_buffers=reuse_grad_buffers,
         print_join_message=False,
     )
     trainer = trainer_for(strategy, 1, total_batches, clock)
@@ -178,7 +181,12 @@ def main() -> None:
         f"{args.global_steps} measured global steps, {args.repeats} alternating repeats, "
         f"torch threads {torch.get_num_threads()}"
     )
-    runners = {"lightning": run_lightning, "strategy": run_strategy, "raw": run_raw}
+    runners = {
+        "lightning": run_lightning,
+        "strategy": run_strategy,
+        "reuse": lambda args, accumulate: run_strategy(args, accumulate, reuse_grad_buffers=True),
+        "raw": run_raw,
+    }
     results: dict[str, list[float]] = {name: [] for name in runners}
     for repeat in range(args.repeats):
         for name, runner in runners.items():
@@ -187,9 +195,11 @@ def main() -> None:
             print(f"  repeat {repeat + 1} {name:<10} {value:9.1f} samples/s", flush=True)
     median = {name: statistics.median(values) for name, values in results.items()}
     print("median samples/s:  " + "  ".join(f"{name} {value:.1f}" for name, value in median.items()))
-    print(f"ratio strategy / lightning (accumulating): {median['strategy'] / median['lightning']:.3f}")
-    print(f"ratio raw hivemind / lightning:            {median['raw'] / median['lightning']:.3f}")
-    print(f"ratio strategy / raw hivemind:             {median['strategy'] / median['raw']:.3f}")
+    base = median["lightning"]
+    print(f"ratio strategy / lightning (accumulating):          {median['strategy'] / base:.3f}")
+    print(f"ratio strategy, reuse_grad_buffers / lightning:     {median['reuse'] / base:.3f}")
+    print(f"ratio raw hivemind / lightning:                     {median['raw'] / base:.3f}")
+    print(f"ratio strategy / raw hivemind (the strategy alone): {median['strategy'] / median['raw']:.3f}")
 
 
 if __name__ == "__main__":

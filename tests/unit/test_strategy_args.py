@@ -120,3 +120,19 @@ def test_fp16_with_gradient_clipping_is_refused():
     )
     error = _fit_error(trainer, TinyRegressor())
     assert "bf16-mixed" in error.hint
+
+
+def test_progress_reports_are_throttled():
+    from volunteer.strategy import _ThrottledEvent
+
+    event = _ThrottledEvent(interval=60.0)
+    event.set()
+    assert event.is_set()
+    event.clear()
+    event.set()  # within the interval: dropped
+    assert not event.is_set()
+    unthrottled = _ThrottledEvent(interval=0.0)
+    unthrottled.set()
+    unthrottled.clear()
+    unthrottled.set()
+    assert unthrottled.is_set()

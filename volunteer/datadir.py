@@ -60,6 +60,15 @@ class DataDir:
 
     @property
     def hub_cache(self) -> Path:
+        """Where project snapshots are cached: Hugging Face's own cache when ``HF_HUB_CACHE`` or ``HF_HOME``
+        is set (the Docker image sets ``HF_HOME=/data/hf``, shared by every peer of a compose swarm), else
+        ``hub/`` in the data directory."""
+        explicit = env("HF_HUB_CACHE")
+        if explicit:
+            return Path(explicit).expanduser()
+        home = env("HF_HOME")
+        if home:
+            return Path(home).expanduser() / "hub"
         return self.root / "hub"
 
     @property

@@ -79,3 +79,14 @@ def test_the_data_dir_lock_refuses_a_second_client(tmp_path):
         assert os.WEXITSTATUS(status) == 7
     with data_dir.lock():
         pass
+
+
+def test_hub_cache_follows_hugging_face_variables(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HOME", raising=False)
+    data_dir = DataDir.open(tmp_path / "data")
+    assert data_dir.hub_cache == data_dir.root / "hub"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert data_dir.hub_cache == tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    assert data_dir.hub_cache == tmp_path / "cache"

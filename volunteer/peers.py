@@ -88,13 +88,25 @@ def _check_value(name: str, kind: str, value: str) -> None:
         raise ValueError(f"{value!r} is not a peer id (base58, like Qm... or 12D3KooW...)")
 
 
+def _network_components(address: str) -> list[tuple[str, str | None]]:
+    components = _split_components(address)
+    if not components or components[0][0] not in _NETWORK:
+        raise ValueError("it must start with /ip4/, /ip6/ or /dns.../")
+    return components
+
+
+def _check_dialable(components: list[tuple[str, str | None]]) -> None:
+    if components[-1][0] not in ("p2p", "ipfs"):
+        raise ValueError("it must end with /p2p/<peer id> (the id printed by the peer you join)")
+    if components[0] in (("ip4", "0.0.0.0"), ("ip6", "::")):
+        raise ValueError(f"{components[0][1]} is a listening address, not one to connect to")
+
+
 def validate_listen_address(address: str, source: str | None = None) -> str:
     """Check a multiaddress this peer listens on or announces (no peer id needed)."""
     address = address.strip()
     try:
-        components = _split_components(address)
-        if not components or components[0][0] not in _NETWORK:
-            raise ValueError("it must start with /ip4/, /ip6/ or /dns.../")
+        _network_components(address)
     except ValueError as e:
         raise PeerAddressError(address, str(e), source) from None
     return address
@@ -104,15 +116,7 @@ def validate_peer_address(address: str, source: str | None = None) -> str:
     """Check that ``address`` is a multiaddress another peer can be dialled at; return it stripped."""
     address = address.strip()
     try:
-        components = _split_components(address)
-        if not components or components[0][0] not in _NETWORK:
-            raise ValueError("it must start with /ip4/, /ip6/ or /dns.../")
-        if components[-1][0] not in ("p2p", "ipfs"):
-            raise ValueError("it must end with /p2p/<peer id> (the id printed by the peer you join)")
-        if components[0][0] == "ip4" and components[0][1] == "0.0.0.0":
-            raise ValueError("0.0.0.0 is a listening address, not one to connect to")
-        if components[0][0] == "ip6" and components[0][1] == "::":
-            raise ValueError(":: is a listening address, not one to connect to")
+        _check_dialable(_network_components(address))
     except ValueError as e:
         raise PeerAddressError(address, str(e), source) from None
     return address

@@ -449,8 +449,9 @@ class HivemindStrategy(Strategy):
                     **self._dht_kwargs,
                 )
             except Exception as e:
+                reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
                 raise SwarmError(
-                    f"could not start the hivemind DHT: {e}",
+                    f"could not start the hivemind DHT: {reason}",
                     "check that the initial peers are reachable and their addresses current, or start "
                     "without initial peers to begin a new swarm",
                 ) from e

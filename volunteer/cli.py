@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "attach": "tui.launch:attach_main",
     "demo": "tui.launch:demo_main",
     "doctor": "volunteer.doctor:main",
+    "init": "volunteer.authoring.init:main",
 }
 RUN = "volunteer.runner:main"
 

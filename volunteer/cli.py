@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "demo": "tui.launch:demo_main",
     "doctor": "volunteer.doctor:main",
     "init": "volunteer.authoring.init:main",
+    "check": "volunteer.authoring.check:main",
 }
 RUN = "volunteer.runner:main"
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "volunteer.doctor:main",
     "init": "volunteer.authoring.init:main",
     "check": "volunteer.authoring.check:main",
+    "publish": "volunteer.authoring.publish:main",
 }
 RUN = "volunteer.runner:main"
 

@@ -399,10 +399,8 @@ def format_report(report: CheckReport, *, hub: bool) -> list[str]:
         loss = ""
         if report.first_loss is not None and report.last_loss is not None:
             loss = f": loss {report.first_loss:.4g} -> {report.last_loss:.4g}"
-        lines.append(
-            f"ok  {report.steps} training steps on {report.device} ({report.precision}), batch size {report.batch_size}"
-            f"{loss}"
-        )
+        steps = f"{report.steps} training step{'s' if report.steps != 1 else ''}"
+        lines.append(f"ok  {steps} on {report.device} ({report.precision}), batch size {report.batch_size}{loss}")
         assert report.mean_step_seconds is not None and report.first_step_seconds is not None
         lines.append(
             f"    step time: {_seconds(report.mean_step_seconds)} mean (the first, with warm-up: "

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "init": "volunteer.authoring.init:main",
     "check": "volunteer.authoring.check:main",
     "publish": "volunteer.authoring.publish:main",
+    "host": "volunteer.authoring.host:main",
 }
 RUN = "volunteer.runner:main"
 

@@ -691,13 +691,25 @@ def build_parser() -> ArgumentParser:
         "(persistent identity, fixed ports), help with averaging, the swarm's state for newcomers, a peer list kept "
         "fresh on the Hub (and at /peers), the swarm's metrics, and checkpoints.",
     )
+    parser.add_argument(
+        "--project",
+        dest="project",
+        default=None,
+        metavar="ID",
+        help="the project to host: org/name, org/name@revision or a folder [env VOLUNTEER_PROJECT]",
+    )
+    parser.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        default=None,
+        metavar="DIR",
+        help="the host's identity, Hub cache and logs (default ~/.cache/volunteer/host) [env VOLUNTEER_HOME]",
+    )
     add_run_options(
         parser,
         (
-            "project",
             "trust",
             "endpoint",
-            "data_dir",
             "initial_peers",
             "host_maddrs",
             "announce_maddrs",

@@ -6,6 +6,7 @@ The hivemind side (an auxiliary peer in a real swarm) is tested end to end in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -366,3 +367,31 @@ def test_a_local_project_keeps_no_file_on_the_hub(tmp_path: Path) -> None:
     host.prepared = prepare_project(options.settings, host.data_dir)
     keeper = host._make_keeper()
     assert keeper.hub_file is None and keeper.candidates == [PEER_A]
+
+
+def test_checkpoints_are_uploaded_to_their_own_repository(hub: HubServer, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "spirals-v1-step00000007.pt"
+    checkpoint.write_bytes(b"weights")
+    options = parse_host_args(
+        ["--project", "lab/spirals", "--checkpoint-dir", str(tmp_path), "--checkpoint-repo", "lab/spirals-ckpt"]
+    )
+    host = Host(dataclasses.replace(options, settings=options.settings.replace(endpoint=hub.url)), None)  # type: ignore[arg-type]
+    host.prepared = SimpleNamespace(project=SimpleNamespace(manifest=SimpleNamespace(run_id="spirals-v1")))
+    events: list[str] = []
+    host.event = lambda kind, message: events.append(f"[{kind}] {message}")  # type: ignore[method-assign]
+    worker = threading.Thread(target=host._upload_loop, daemon=True)
+    worker.start()
+    host._uploads.put({"path": str(tmp_path / "gone.pt"), "global_step": 6})
+    deadline = time.monotonic() + 20
+    while not events and time.monotonic() < deadline:
+        time.sleep(0.05)
+    host._uploads.put({"path": str(checkpoint), "global_step": 7})
+    while len(events) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    host._stop.set()
+    worker.join(timeout=5)
+    repo = hub.repos["lab/spirals-ckpt"]
+    assert repo.files()["checkpoint.pt"] == b"weights"
+    assert repo.messages[repo.refs["main"]] == "checkpoint of run spirals-v1 at global step 7"
+    assert events[0].startswith("[warning] could not upload") and "gone.pt" in events[0]
+    assert events[1] == f"[checkpoint] uploaded global step 7 to lab/spirals-ckpt at commit {repo.refs['main']}"

@@ -37,7 +37,7 @@ from typing import Any, TextIO
 from volunteer.authoring.errors import HubWriteError
 from volunteer.authoring.options import add_run_options, checked, duration, positive_int, repo_id
 from volunteer.constants import ENV_PREFIX, env
-from volunteer.datadir import DataDir, atomic_write_json, default_data_dir
+from volunteer.datadir import DataDir, atomic_write_json, default_data_dir, safe_name
 from volunteer.errors import ConfigError, VolunteerError
 from volunteer.peers import parse_listen_addresses, parse_peers
 from volunteer.settings import ArgumentParser, Settings, parse_port, settings_from_namespace
@@ -92,6 +92,9 @@ class SwarmView:
     target_batch_size: int = 0
     eta_next_step: float | None = None
     averaging_rounds: int = 0
+    """Averaging rounds (of gradients or parameters) the host took part in."""
+    gradient_rounds: int = 0
+    parameter_rounds: int = 0
     last_group_size: int = 0
     leaderboard: list[dict[str, Any]] = field(default_factory=list)
     seen: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -112,6 +115,8 @@ class SwarmView:
             "target_batch_size",
             "eta_next_step",
             "averaging_rounds",
+            "gradient_rounds",
+            "parameter_rounds",
             "last_group_size",
             "leaderboard",
         ):
@@ -140,6 +145,8 @@ class SwarmView:
             "volunteers_seen": len(self.seen),
             "samples_seen": sum(v["samples"] for v in self.seen.values()),
             "averaging_rounds": self.averaging_rounds,
+            "gradient_rounds": self.gradient_rounds,
+            "parameter_rounds": self.parameter_rounds,
             "last_group_size": self.last_group_size,
         }
 
@@ -443,6 +450,9 @@ class Host:
                 continue
             while not self._uploads.empty():  # only the newest matters
                 message = self._uploads.get_nowait()
+            if not Path(message["path"]).is_file():
+                self.event("warning", f"could not upload {message['path']} to {repo}: it was removed meanwhile")
+                continue
             try:
                 if not created:
                     with hub_errors(api, endpoint, repo, "create the checkpoint repository"):
@@ -459,12 +469,15 @@ class Host:
             except HubWriteError as e:
                 self.event("warning", f"{e.message} ({e.hint})")
                 continue
+            except Exception as e:  # e.g. the file was pruned meanwhile: the next checkpoint is uploaded anyway
+                self.event("warning", f"could not upload {message['path']} to {repo}: {type(e).__name__}: {e}")
+                continue
             self.event("checkpoint", f"uploaded global step {message['global_step']} to {repo} at commit {commit.oid}")
 
     def _save_volunteers(self) -> None:
         """Everyone seen, in the data directory: the swarm's contributors, as this host saw them."""
         run_id = self.prepared.project.manifest.run_id
-        path = self.data_dir.root / "swarm" / f"{run_id}.json"
+        path = self.data_dir.root / "swarm" / f"{safe_name(run_id)}.json"
         with contextlib.suppress(OSError):
             atomic_write_json(path, {"run_id": run_id, "summary": self.view.summary(), "volunteers": self.view.seen})
 

@@ -100,19 +100,24 @@ def run_host_worker(spec: HostSpec, outbox: Any, commands: Any) -> None:
 
 
 class _AveragingCounter(logging.Handler):
-    """Counts hivemind's "Averaged gradients with N peers" lines: the rounds this auxiliary peer helped with."""
+    """Counts hivemind's "Averaged gradients/parameters with N peers" lines: the rounds this auxiliary peer was in."""
 
     def __init__(self) -> None:
         super().__init__(level=logging.DEBUG)
-        self.rounds = 0
-        self.last_group = 0
+        self.rounds = {"gradients": 0, "parameters": 0}
+        self.groups = {"gradients": 0, "parameters": 0}
+        """The size of the latest group, by what was averaged."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.rounds.values())
 
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(Exception):
             match = _AVERAGED.search(record.getMessage())
-            if match and match.group(1) == "gradients":
-                self.rounds += 1
-                self.last_group = int(match.group(2))
+            if match:
+                self.rounds[match.group(1)] += 1
+                self.groups[match.group(1)] = int(match.group(2))
 
 
 class _HostWorker:
@@ -236,18 +241,23 @@ class _HostWorker:
     def _loop(self) -> None:
         spec = self.spec
         last_report = 0.0
-        rounds = self.counter.rounds
+        rounds = dict(self.counter.rounds)
         while not self.stop.is_set():
             self._handle_commands()
             if self.stop.is_set():
                 break
             self.opt.step()  # auxiliary: helps the averaging rounds of the global step, if one is due
             if self.counter.rounds != rounds:
-                rounds = self.counter.rounds
+                done = [
+                    f"{what} with {self.counter.groups[what]} peers"
+                    for what in rounds
+                    if self.counter.rounds[what] > rounds[what]
+                ]
+                rounds = dict(self.counter.rounds)
                 self.event(
                     "averaged",
-                    f"helped {self.counter.last_group} peers average their gradients for global step "
-                    f"{self.opt.local_epoch} ({rounds} rounds so far)",
+                    f"helped average {' and '.join(done)} for global step {self.opt.local_epoch} "
+                    f"({self.counter.total} rounds so far)",
                 )
             stale = self.state_epoch < self.opt.local_epoch
             if stale and time.monotonic() - self.last_refresh >= spec.state_every:
@@ -338,8 +348,10 @@ class _HostWorker:
             samples_accumulated=progress.samples_accumulated,
             target_batch_size=progress.target_batch_size,
             eta_next_step=max(0.0, eta) if math.isfinite(eta) else None,
-            averaging_rounds=self.counter.rounds,
-            last_group_size=self.counter.last_group,
+            averaging_rounds=self.counter.total,
+            gradient_rounds=self.counter.rounds["gradients"],
+            parameter_rounds=self.counter.rounds["parameters"],
+            last_group_size=max(self.counter.groups.values()),
             leaderboard=self.entries,
         )
 

@@ -53,9 +53,12 @@ def hub_errors(api: Any, endpoint: str, repo: str, doing: str) -> Iterator[None]
     except HfHubHTTPError as e:
         raise http_error(e, api, endpoint, repo, doing) from None
     except ValueError as e:  # the client's own checks, e.g. a README whose metadata block is invalid
+        readme = "README" in str(e)
         raise HubWriteError(
             f"cannot {doing} {repo}: {_first_line(e)}",
-            "fix what it names; a README.md's metadata block (between the --- lines) must be valid YAML",
+            "fix README.md's metadata block (between the --- lines): it must be valid YAML"
+            if readme
+            else "fix what it names, then run the command again",
         ) from None
 
 

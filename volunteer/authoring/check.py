@@ -181,8 +181,9 @@ def _train(
     from volunteer.device import resolve_device
 
     device = resolve_device(device_setting)
-    if device.warning:
-        notes.append(device.warning)
+    warning = getattr(device, "warning", None)  # newer clients moved this warning to doctor.gpu_warning
+    if warning:
+        notes.append(warning)
     precision = project.manifest.precision or "32-true"
     if device.accelerator == "cpu" and precision == "16-mixed":
         notes.append('precision "16-mixed" needs a GPU: checked here with "bf16-mixed", as Lightning does on a CPU')

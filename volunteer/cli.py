@@ -21,6 +21,10 @@ COMMANDS: dict[str, str] = {
     "attach": "tui.launch:attach_main",
     "demo": "tui.launch:demo_main",
     "doctor": "volunteer.doctor:main",
+    "init": "volunteer.authoring.init:main",
+    "check": "volunteer.authoring.check:main",
+    "publish": "volunteer.authoring.publish:main",
+    "host": "volunteer.authoring.host:main",
 }
 RUN = "volunteer.runner:main"
 

@@ -8,7 +8,20 @@ repositories that need a bearer token. It implements what ``snapshot_download`` 
 - ``HEAD`` and ``GET /{repo}/resolve/{rev}/{path}``: the file, with ``X-Repo-Commit``, ``ETag`` and
   ``Content-Length``
 
-and answers errors as the Hub does, with the ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``,
+It also takes writes, as ``HfApi.create_repo``, ``upload_folder`` and ``upload_file`` make them, so an upload
+creates a real commit that the read endpoints then serve:
+
+- ``POST /api/repos/create``: a model repository with a first commit holding ``.gitattributes``, as the Hub does
+- ``POST /api/models/{repo}/preupload/{rev}``: every file is uploaded "regular" (inline in the commit); the
+  ``oid`` of a file already there lets the client skip unchanged files
+- ``POST /api/models/{repo}/commit/{rev}``: the NDJSON commit (``header``, ``file``, ``deletedFile``,
+  ``deletedFolder``), checked against ``parentCommit``; answers ``commitOid`` and ``commitUrl``
+- ``POST /api/validate-yaml`` (the client checks a README's metadata) and ``GET /api/whoami-v2``
+
+Writing needs a token in :attr:`HubServer.writers`, which names the namespaces (users, organizations) it may
+write to: no token is a 401, a token that may not write there a 403, as on the Hub.
+
+Reads answer errors as the Hub does, with the ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``,
 ``EntryNotFound``) or ``X-Error-Message`` headers that ``huggingface_hub`` turns into its typed exceptions:
 a private repository without a token is a 401 ``RepoNotFound``; an unknown token is a 401 "Invalid
 credentials in Authorization header"; a known token without access, and a repository that does not exist,
@@ -17,6 +30,7 @@ are a 404 ``RepoNotFound`` (the public Hub answers 401 for those when no token i
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -41,6 +55,10 @@ class HubRepo:
     """Tokens that may read a private repository."""
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)
     refs: dict[str, str] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)
+    """Each commit's message, by sha."""
+    history: list[str] = field(default_factory=list)
+    """Every commit's sha, oldest first."""
 
     def commit(self, files: dict[str, str | bytes | None], branch: str = "main", message: str = "") -> str:
         """Add a commit on ``branch``: the branch's files updated with ``files`` (``None`` deletes one)."""
@@ -56,7 +74,14 @@ class HubRepo:
         sha = digest.hexdigest()
         self.commits[sha] = tree
         self.refs[branch] = sha
+        self.messages[sha] = message
+        self.history.append(sha)
         return sha
+
+    def files(self, revision: str = "main") -> dict[str, bytes]:
+        """The files at a revision (empty when it does not exist)."""
+        sha = self.resolve(revision)
+        return dict(self.commits[sha]) if sha else {}
 
     def tag(self, name: str, sha: str) -> None:
         self.refs[name] = sha
@@ -74,6 +99,8 @@ class HubServer:
         self.repos: dict[str, HubRepo] = {}
         self.tokens: set[str] = set()
         """Tokens the server knows (others are 'invalid credentials')."""
+        self.writers: dict[str, set[str]] = {}
+        """Tokens that may write, and the namespaces (user or organization names) each may write to."""
         self.requests: list[tuple[str, str, str | None]] = []
         """(method, path, Authorization header) of every request, for assertions."""
         self.fail_with: int | None = None
@@ -87,6 +114,11 @@ class HubServer:
         self.tokens.update(readers)
         self.repos[repo_id] = repo
         return repo
+
+    def add_writer(self, token: str, *namespaces: str) -> None:
+        """Let ``token`` create repositories in, and commit to, ``namespaces`` (and read what it created)."""
+        self.tokens.add(token)
+        self.writers.setdefault(token, set()).update(namespaces)
 
     @property
     def url(self) -> str:
@@ -139,6 +171,35 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._route(head=True)
 
+    def do_POST(self) -> None:
+        hub = self.server_hub
+        auth = self.headers.get("Authorization")
+        split = urlsplit(self.path)
+        hub.record("POST", split.path, auth)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if hub.fail_with is not None:
+            self._error(hub.fail_with, message="Service unavailable")
+            return
+        parts = split.path.strip("/").split("/")
+        if parts == ["api", "validate-yaml"]:
+            self._json({"errors": [], "warnings": []})
+        elif parts == ["api", "repos", "create"]:
+            self._create_repo(body, auth)
+        elif len(parts) >= 6 and parts[:2] == ["api", "models"] and parts[4] in ("preupload", "commit"):
+            if "create_pr=1" in split.query:
+                self._error(400, message="pull requests are not supported by this test server")
+                return
+            repo = self._writable(f"{parts[2]}/{parts[3]}", auth)
+            if repo is None:
+                return
+            revision = unquote("/".join(parts[5:]))
+            if parts[4] == "preupload":
+                self._preupload(repo, revision, body)
+            else:
+                self._commit(repo, revision, body)
+        else:
+            self._error(404, message="Not found")
+
     # routing
 
     def _route(self, *, head: bool) -> None:
@@ -150,7 +211,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(hub.fail_with, message="Service unavailable")
             return
         parts = raw_path.strip("/").split("/")
-        if len(parts) >= 3 and parts[:2] == ["api", "models"]:
+        if parts == ["api", "whoami-v2"]:
+            self._whoami(auth)
+        elif len(parts) >= 3 and parts[:2] == ["api", "models"]:
             self._api(parts[2:], auth)
         elif len(parts) >= 5 and parts[2] == "resolve":
             repo = self._repo(f"{parts[0]}/{parts[1]}", auth)
@@ -194,7 +257,130 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return repo
 
+    def _writer(self, auth: str | None) -> tuple[str, set[str]] | None:
+        """The token and the namespaces it may write to; answers 401 and returns None when it may not write."""
+        hub = self.server_hub
+        token = auth[len("Bearer ") :] if auth and auth.startswith("Bearer ") else None
+        if token is None:
+            self._error(401, message="You must be authenticated to write (invalid or missing token)")
+            return None
+        if token not in hub.tokens:
+            self._error(401, message="Invalid credentials in Authorization header")
+            return None
+        return token, hub.writers.get(token, set())
+
+    def _writable(self, repo_id: str, auth: str | None) -> HubRepo | None:
+        writer = self._writer(auth)
+        if writer is None:
+            return None
+        token, namespaces = writer
+        repo = self.server_hub.repos.get(repo_id)
+        if repo is None or (repo.private and token not in repo.readers and repo_id.split("/")[0] not in namespaces):
+            self._error(404, code="RepoNotFound", message="Repository not found")
+            return None
+        if repo_id.split("/")[0] not in namespaces:
+            self._error(403, message=f"You don't have the rights to write to {repo_id}")
+            return None
+        return repo
+
     # endpoints
+
+    def _whoami(self, auth: str | None) -> None:
+        writer = self._writer(auth)
+        if writer is not None:
+            _, namespaces = writer
+            names = sorted(namespaces) or ["reader"]
+            orgs = [{"name": name, "type": "org"} for name in names[1:]]
+            self._json({"type": "user", "name": names[0], "orgs": orgs, "auth": {"type": "access_token"}})
+
+    def _create_repo(self, body: bytes, auth: str | None) -> None:
+        hub = self.server_hub
+        writer = self._writer(auth)
+        if writer is None:
+            return
+        token, namespaces = writer
+        try:
+            request = json.loads(body)
+            namespace, name = request["organization"], request["name"]
+        except (ValueError, KeyError, TypeError):
+            self._error(400, message="invalid repository creation request")
+            return
+        if request.get("type", "model") != "model":
+            self._error(400, message="this test server only has model repositories")
+            return
+        if namespace is None or namespace not in namespaces:
+            self._error(403, message=f"You don't have the rights to create a model under the namespace {namespace}")
+            return
+        repo_id = f"{namespace}/{name}"
+        with hub._lock:
+            if repo_id in hub.repos:
+                self._error(409, message="You already created this model repo", url=f"{hub.url}/{repo_id}")
+                return
+            repo = hub.add_repo(repo_id, private=request.get("visibility") == "private", readers=(token,))
+            repo.commit({".gitattributes": "*.pt filter=lfs diff=lfs merge=lfs -text\n"}, message="initial commit")
+        self._json({"url": f"{hub.url}/{repo_id}", "name": repo_id, "id": repo_id})
+
+    def _preupload(self, repo: HubRepo, revision: str, body: bytes) -> None:
+        try:
+            files = json.loads(body)["files"]
+        except (ValueError, KeyError, TypeError):
+            self._error(400, message="invalid preupload request")
+            return
+        current = repo.files(revision)
+        answer = []
+        for item in files:
+            existing = current.get(item["path"])
+            answer.append(
+                {
+                    "path": item["path"],
+                    "uploadMode": "regular",
+                    "shouldIgnore": False,
+                    "oid": git_blob_id(existing) if existing is not None else None,
+                }
+            )
+        self._json({"files": answer})
+
+    def _commit(self, repo: HubRepo, revision: str, body: bytes) -> None:
+        hub = self.server_hub
+        try:
+            lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        except ValueError:
+            self._error(400, message="the commit payload is not NDJSON")
+            return
+        header = next((line["value"] for line in lines if line.get("key") == "header"), None)
+        if header is None or not header.get("summary"):
+            self._error(400, message="the commit has no header with a summary")
+            return
+        changes: dict[str, str | bytes | None] = {}
+        deleted_folders: list[str] = []
+        for line in lines:
+            key, value = line.get("key"), line.get("value") or {}
+            if key == "file":
+                if value.get("encoding") != "base64":
+                    self._error(400, message="files must be base64-encoded")
+                    return
+                changes[value["path"]] = base64.b64decode(value["content"])
+            elif key == "deletedFile":
+                changes[value["path"]] = None
+            elif key == "deletedFolder":
+                deleted_folders.append(value["path"].rstrip("/") + "/")
+            elif key == "lfsFile":
+                self._error(400, message="LFS uploads are not supported by this test server")
+                return
+        with hub._lock:
+            head = repo.refs.get(revision)
+            if head is None:
+                self._error(404, code="RevisionNotFound", message=f"Invalid rev id: {revision}")
+                return
+            parent = header.get("parentCommit")
+            if parent and not head.startswith(parent):
+                self._error(412, message=f"A commit has happened since. Please refresh and try again. ({head})")
+                return
+            for path in repo.commits[head]:
+                if any(path.startswith(folder) for folder in deleted_folders):
+                    changes.setdefault(path, None)
+            sha = repo.commit(changes, branch=revision, message=header["summary"])
+        self._json({"commitOid": sha, "commitUrl": f"{hub.url}/{repo.repo_id}/commit/{sha}", "pullRequestUrl": None})
 
     def _info(self, repo: HubRepo, revision: str) -> None:
         sha = repo.resolve(revision)
@@ -258,8 +444,19 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def _error(self, status: int, *, code: str | None = None, message: str = "", commit: str | None = None) -> None:
-        data = json.dumps({"error": message}).encode()
+    def _error(
+        self,
+        status: int,
+        *,
+        code: str | None = None,
+        message: str = "",
+        commit: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        body: dict[str, str] = {"error": message}
+        if url:
+            body["url"] = url
+        data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))

@@ -61,8 +61,8 @@ def run_worker(spec: WorkerSpec, outbox: Any, commands: Any) -> None:
     # a spawned process inherits the "spawn" start method, but hivemind forks its DHT and averagers
     multiprocessing.set_start_method("fork", force=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which tells us to stop
-    _redirect_output(spec.log_path)
-    _watch_parent(spec.parent_pid)
+    redirect_output(spec.log_path)
+    watch_parent(spec.parent_pid)
     code = EXIT_OK
     try:
         _Worker(spec, outbox, commands).train()
@@ -198,7 +198,7 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return "OutOfMemoryError" in text or "CUDA out of memory" in text
 
 
-def _redirect_output(log_path: str) -> None:
+def redirect_output(log_path: str) -> None:
     """Training noise (Lightning, hivemind, p2pd) goes to a log file, not into the volunteer's console."""
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -209,7 +209,7 @@ def _redirect_output(log_path: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def _watch_parent(parent_pid: int) -> None:
+def watch_parent(parent_pid: int) -> None:
     """If the supervisor dies (even by kill -9), take this process group down with it: no orphans."""
 
     def watch() -> None:

@@ -66,13 +66,13 @@ class HostSpec:
 
 def run_host_worker(spec: HostSpec, outbox: Any, commands: Any) -> None:
     """Process entry point."""
-    from volunteer.worker import _redirect_output, _watch_parent
+    from volunteer.worker import redirect_output, watch_parent
 
     os.setsid()  # a process group of our own: the supervisor kills hivemind's helpers with us
     multiprocessing.set_start_method("fork", force=True)  # hivemind forks its DHT and averagers
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C and tells us to stop
-    _redirect_output(spec.log_path)
-    _watch_parent(spec.parent_pid)
+    redirect_output(spec.log_path)
+    watch_parent(spec.parent_pid)
     code = EXIT_OK
     worker = _HostWorker(spec, outbox, commands)
     try:

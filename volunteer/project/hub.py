@@ -59,7 +59,7 @@ def download_project(
 
     shown_endpoint = endpoint or constants.ENDPOINT
     api = HfApi(endpoint=endpoint, token=token)
-    unreachable = (*_transport_errors(), OfflineModeIsEnabled, ConnectionError, TimeoutError)
+    unreachable = (*transport_errors(), OfflineModeIsEnabled, ConnectionError, TimeoutError)
     warnings: list[str] = []
     from_cache = False
 
@@ -230,7 +230,7 @@ def _reason(error: Exception) -> str:
     return f"{name}: {first}"[:160] if first else name
 
 
-def _transport_errors() -> tuple[type[Exception], ...]:
+def transport_errors() -> tuple[type[Exception], ...]:
     """The HTTP client's errors for a network that does not answer (httpx2 for huggingface_hub 2, else httpx)."""
     try:
         import httpx2 as httpx  # type: ignore[import-not-found]

@@ -209,6 +209,13 @@ def test_consent_asked_remembered_and_asked_again_for_a_new_commit(
     assert again.consent == "remembered" and len(asked) == 1
     assert prepare_project(settings, data_dir).consent == "remembered"
 
+    # a commit that leaves the code and manifest alone (a host refreshing the peer list) asks nothing
+    tiny.commit({"peers.txt": "# refreshed by the host\n"})
+    refreshed = prepare_project(settings, data_dir)
+    assert (
+        refreshed.consent == "remembered" and refreshed.project.revision == tiny.refs["main"] != first.project.revision
+    )
+
     tiny.commit({"helpers.py": project_files()["helpers.py"] + "\n# changed\n"})
     with pytest.raises(TrustError):
         prepare_project(settings, data_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -29,11 +30,13 @@ def data_dir(tmp_path: Path) -> DataDir:
 
 
 def hub_project(revision: str = SHA_1, endpoint: str = "https://hub.example", files: int = 2) -> ResolvedProject:
+    # each commit's snapshot has its own code (a missing root reads as the same, empty, code for both)
+    root = Path(f"/nonexistent/{revision}")
     return ResolvedProject(
         id="lab/tiny",
         repo="lab/tiny",
         revision=revision,
-        root=Path("/nonexistent"),
+        root=root,
         manifest=parse_manifest(to_toml(manifest()), "x"),
         files=tuple(f"file{i}.py" for i in range(files)),
         kind="hub",
@@ -41,11 +44,14 @@ def hub_project(revision: str = SHA_1, endpoint: str = "https://hub.example", fi
     )
 
 
-def test_remembered_per_commit_and_per_hub(data_dir: DataDir) -> None:
+def test_remembered_per_commit_and_per_hub(data_dir: DataDir, tmp_path: Path) -> None:
     assert not is_trusted(data_dir, hub_project())
     remember_consent(data_dir, hub_project(), "asked")
     assert is_trusted(data_dir, hub_project())
-    assert not is_trusted(data_dir, hub_project(SHA_2))
+    assert is_trusted(data_dir, hub_project(SHA_2)), "same (missing) code and manifest: the same code"
+    changed = dataclasses.replace(hub_project(SHA_2), root=tmp_path)
+    (tmp_path / "file0.py").write_text("print('new code')\n")
+    assert not is_trusted(data_dir, changed), "new code asks again"
     assert not is_trusted(data_dir, hub_project(endpoint="https://mirror.example"))
     record = json.loads(data_dir.consent_file.read_text())
     entry = record["projects"]["https://hub.example/lab/tiny"][SHA_1]
@@ -62,7 +68,7 @@ def test_require_consent_paths(data_dir: DataDir) -> None:
 
     assert require_consent(hub_project(), data_dir, trust=False, ask=yes) == "asked"
     assert require_consent(hub_project(), data_dir, trust=False, ask=yes) == "remembered"
-    assert require_consent(hub_project(SHA_2), data_dir, trust=True, ask=yes) == "--trust"
+    assert require_consent(hub_project(SHA_2, files=3), data_dir, trust=True, ask=yes) == "--trust"
     assert asked == [SHA_1]
 
 

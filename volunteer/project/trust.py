@@ -2,13 +2,15 @@
 
 A Hub project's code runs on the volunteer's machine with the volunteer's rights, so the first time a commit
 of it is about to be imported, the volunteer must agree: with ``--trust`` (``VOLUNTEER_TRUST=1``), or in the
-TUI's dialog. A new commit is new code and asks again. The built-in demo ships with volunteer, and a local
-folder was chosen by the volunteer on their own disk: both are trusted.
+TUI's dialog. A new commit with new code asks again; a new commit whose code and manifest are byte for byte
+those already agreed to (a host refreshing ``peers.txt``, say) does not. The built-in demo ships with
+volunteer, and a local folder was chosen by the volunteer on their own disk: both are trusted.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +27,19 @@ _SHOWN_FILES = 3
 def consent_key(project: ResolvedProject) -> str:
     """What consent is given to: the repository where it lives, including the Hub's address."""
     return f"{project.endpoint}/{project.repo}" if project.endpoint else project.repo
+
+
+def code_digest(project: ResolvedProject) -> str:
+    """A digest of what runs: every code file and the manifest, by path and content."""
+    from volunteer.project.manifest import MANIFEST_NAME
+
+    digest = hashlib.sha256()
+    for name in sorted({*project.files, MANIFEST_NAME}):
+        path = project.root / name
+        digest.update(name.encode() + b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def needs_consent(project: ResolvedProject) -> bool:
@@ -49,7 +64,12 @@ def is_trusted(data_dir: DataDir, project: ResolvedProject) -> bool:
     if not needs_consent(project):
         return True
     record = _load(data_dir)["projects"].get(consent_key(project))
-    return isinstance(record, dict) and project.revision in record
+    if not isinstance(record, dict):
+        return False
+    if project.revision in record:
+        return True
+    digest = code_digest(project)
+    return any(isinstance(entry, dict) and entry.get("digest") == digest for entry in record.values())
 
 
 def remember_consent(data_dir: DataDir, project: ResolvedProject, how: str) -> None:
@@ -61,6 +81,7 @@ def remember_consent(data_dir: DataDir, project: ResolvedProject, how: str) -> N
     commits[project.revision] = {
         "name": project.manifest.name,
         "files": list(project.files),
+        "digest": code_digest(project),
         "how": how,
         "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -105,5 +126,5 @@ def require_consent(
         f"{shown or 'no Python files'}){declined}",
         f"read the code ({project.endpoint}/{project.repo}/tree/{project.revision}), then run again with --trust "
         "(or VOLUNTEER_TRUST=1) to let this commit's code run on this machine; consent is remembered for this "
-        "commit only",
+        "code: a later commit asks again only if the code or the manifest changed",
     )

@@ -276,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Contribute your GPU (or CPU) to collaborative deep learning projects.",
         epilog="Commands: 'volunteer attach [URL]' opens the dashboard of a running headless client; "
         "'volunteer demo [--peers N]' runs a whole swarm of the demo project on this machine; "
-        "'volunteer doctor' checks this machine. Run 'volunteer COMMAND --help' for details.",
+        "'volunteer doctor' checks this machine. For project authors: 'volunteer init', 'check', 'publish' and "
+        "'host' (docs/authors.md). Run 'volunteer COMMAND --help' for details.",
     )
     parser.add_argument("--version", action="version", version=f"volunteer {__version__}")
     add_run_options(parser)

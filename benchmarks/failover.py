@@ -43,7 +43,7 @@ def one_round(tmp: Path, index: int) -> tuple[float, float]:
         vols += [b, c]
         b.wait_training()
         c.wait_training()
-        b.wait_status(lambda s: s["num_peers"] >= 3, 60, "a full swarm")
+        b.wait_status(lambda s: len(s["leaderboard"]) >= 3 and s["num_peers"] >= 2, 90, "a full swarm")
         steps = epoch_times(b, 4, 120)
         interval = statistics.median(later - earlier for earlier, later in itertools.pairwise(steps))
         epoch_times(b, 1, 60)  # kill right after a global step, the fairest moment to compare with

@@ -32,7 +32,7 @@ from volunteer.constants import env
 from volunteer.datadir import DataDir, default_data_dir
 from volunteer.errors import DataDirError, TrustError, VolunteerError
 from volunteer.peers import split_addresses
-from volunteer.settings import RUN_OPTIONS, ArgumentParser, Settings, settings_from_namespace
+from volunteer.settings import ArgumentParser, Settings, add_run_options, settings_from_namespace
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 STATUSES = (OK, WARN, FAIL, SKIP)
@@ -569,16 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check this machine (or container) for contributing: GPU, CUDA, data directory, Hub, "
         "project requirements and the listening port. Exit status 0 when nothing failed, 1 otherwise.",
     )
-    for option in RUN_OPTIONS:
-        if option.name not in DOCTOR_OPTIONS:
-            continue
-        help_text = f"{option.help} [env {option.env}]"
-        if option.boolean:
-            parser.add_argument(
-                option.flag, dest=option.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
-            )
-        else:
-            parser.add_argument(option.flag, dest=option.name, default=None, metavar=option.metavar, help=help_text)
+    add_run_options(parser, DOCTOR_OPTIONS)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
         "--timeout",

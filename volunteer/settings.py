@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,8 +227,12 @@ class ArgumentParser(argparse.ArgumentParser):
         raise ConfigError(message, f"run '{self.prog} --help' to see the options")
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
+def add_run_options(parser: argparse.ArgumentParser, names: Iterable[str] | None = None) -> None:
+    """Add the client's flags (all, or those called ``names``), each naming its environment variable."""
+    wanted = None if names is None else set(names)
     for option in RUN_OPTIONS:
+        if wanted is not None and option.name not in wanted:
+            continue
         help_text = f"{option.help} [env {option.env}]"
         if option.boolean:
             parser.add_argument(

@@ -29,12 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from volunteer.authoring.errors import CheckFailed
-from volunteer.authoring.options import add_run_options, checked, non_negative_int, positive_int
+from volunteer.authoring.options import checked, non_negative_int, positive_int
 from volunteer.datadir import DataDir
 from volunteer.errors import VolunteerError
 from volunteer.project import PreparedProject, ResolvedProject, resolve_project
 from volunteer.project.peersources import PeerList, SourceFailed, fetch_peers_url, read_peers_file
-from volunteer.settings import ArgumentParser, Settings, parse_device, settings_from_namespace
+from volunteer.settings import ArgumentParser, Settings, add_run_options, parse_device, settings_from_namespace
 
 DEFAULT_STEPS = 5
 DEFAULT_BATCH_SIZE = 4

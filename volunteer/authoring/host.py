@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from volunteer.authoring.errors import HubWriteError
-from volunteer.authoring.options import add_run_options, checked, duration, positive_int, repo_id
+from volunteer.authoring.options import checked, duration, positive_int, repo_id
 from volunteer.constants import ENV_PREFIX, env
 from volunteer.datadir import DataDir, atomic_write_json, default_data_dir, safe_name
 from volunteer.errors import ConfigError, VolunteerError
 from volunteer.peers import parse_listen_addresses, parse_peers
-from volunteer.settings import ArgumentParser, Settings, parse_port, settings_from_namespace
+from volunteer.settings import ArgumentParser, Settings, add_run_options, parse_port, settings_from_namespace
 
 log = logging.getLogger(__name__)
 

@@ -7,27 +7,11 @@ shell set up for the client works for these commands too.
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from volunteer.errors import ConfigError
-from volunteer.settings import RUN_OPTIONS, parse_duration, parse_positive_int
-
-
-def add_run_options(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
-    """Add the client's flags called ``names`` (each with its environment variable) to ``parser``."""
-    wanted = set(names)
-    for option in RUN_OPTIONS:
-        if option.name not in wanted:
-            continue
-        help_text = f"{option.help} [env {option.env}]"
-        if option.boolean:
-            parser.add_argument(
-                option.flag, dest=option.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
-            )
-        else:
-            parser.add_argument(option.flag, dest=option.name, default=None, metavar=option.metavar, help=help_text)
+from volunteer.settings import parse_duration, parse_positive_int
 
 
 def checked(flag: str, parse: Callable[[str], Any], value: str | None) -> Any:

@@ -18,13 +18,13 @@ from pathlib import Path
 
 from volunteer.authoring.check import CheckReport, check_project
 from volunteer.authoring.hubwrite import hub_api, hub_errors
-from volunteer.authoring.options import add_run_options, non_negative_int, repo_id
+from volunteer.authoring.options import non_negative_int, repo_id
 from volunteer.datadir import DataDir
 from volunteer.errors import ConfigError
 from volunteer.project.ids import parse_project_id
 from volunteer.project.manifest import MANIFEST_NAME, read_manifest
 from volunteer.project.static import SKIPPED_DIRS
-from volunteer.settings import ArgumentParser, settings_from_namespace
+from volunteer.settings import ArgumentParser, add_run_options, settings_from_namespace
 
 DEFAULT_CHECK_STEPS = 2
 SKIPPED_FILES = {".DS_Store"}

@@ -15,6 +15,7 @@ reported as samples/s, with ratios against the plain Lightning baseline.
 
     python benchmarks/strategy_overhead.py              # the recorded configuration
     python benchmarks/strategy_overhead.py --quick      # a smoke run
+    python benchmarks/strategy_overhead.py --accelerator gpu --width 8192 --batch-size 256 --target 65536
 """
 
 from __future__ import annotations
@@ -62,8 +63,20 @@ class BatchClock(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.batches += 1
         if self.batches == self.warmup_batches:
+            synchronize(pl_module.device)
             self.start = time.perf_counter()
         self.end = time.perf_counter()
+
+    def on_train_end(self, trainer, pl_module):
+        if pl_module.device.type == "cuda":  # the last batches' kernels may still be queued
+            synchronize(pl_module.device)
+            self.end = time.perf_counter()
+
+
+def synchronize(device) -> None:
+    """Wait for queued GPU work, so that a clock read covers it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def make_data(num_batches: int, batch_size: int) -> DataLoader:
@@ -73,10 +86,10 @@ def make_data(num_batches: int, batch_size: int) -> DataLoader:
     return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=False)
 
 
-def trainer_for(strategy, accumulate: int, max_steps: int, clock: BatchClock) -> L.Trainer:
+def trainer_for(args, strategy, accumulate: int, max_steps: int, clock: BatchClock) -> L.Trainer:
     return L.Trainer(
         strategy=strategy,
-        accelerator="cpu",
+        accelerator=args.accelerator,
         devices=1,
         accumulate_grad_batches=accumulate,
         max_steps=max_steps,
@@ -92,7 +105,7 @@ def run_lightning(args, accumulate: int) -> float:
     clock = BatchClock(warmup_batches=accumulate)
     total_batches = accumulate * (args.global_steps + 1)
     # with accumulation, max_steps counts optimizer steps
-    trainer = trainer_for("auto", accumulate, args.global_steps + 1, clock)
+    trainer = trainer_for(args, "auto", accumulate, args.global_steps + 1, clock)
     trainer.fit(Mlp(args.width), make_data(total_batches, args.batch_size))
     return (clock.batches - clock.warmup_batches) * args.batch_size / (clock.end - clock.start)
 
@@ -110,13 +123,14 @@ def run_strategy(args, accumulate: int, reuse_grad_buffers: bool = False) -> flo
         reuse_grad_buffers=reuse_grad_buffers,
         print_join_message=False,
     )
-    trainer = trainer_for(strategy, 1, total_batches, clock)
+    trainer = trainer_for(args, strategy, 1, total_batches, clock)
     trainer.fit(Mlp(args.width), make_data(total_batches, args.batch_size))
     return (clock.batches - clock.warmup_batches) * args.batch_size / (clock.end - clock.start)
 
 
 def run_raw(args, accumulate: int) -> float:
-    model = Mlp(args.width)
+    device = torch_device(args)
+    model = Mlp(args.width).to(device)
     dht = hivemind.DHT(host_maddrs=[LOOPBACK], start=True)
     opt = hivemind.Optimizer(
         dht=dht,
@@ -132,12 +146,15 @@ def run_raw(args, accumulate: int) -> float:
         total_batches = accumulate * (args.global_steps + 1)
         start = None
         for i, (x, y) in enumerate(make_data(total_batches, args.batch_size)):
+            x, y = x.to(device), y.to(device)
             loss = nn.functional.cross_entropy(model.net(x), y)
             loss.backward()
             opt.step()
             opt.zero_grad()
             if i + 1 == accumulate:
+                synchronize(device)
                 start = time.perf_counter()
+        synchronize(device)
         end = time.perf_counter()
         return (total_batches - accumulate) * args.batch_size / (end - start)
     finally:
@@ -145,13 +162,21 @@ def run_raw(args, accumulate: int) -> float:
         dht.shutdown()
 
 
+def torch_device(args) -> torch.device:
+    return torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+
+
 def step_time_ms(args) -> float:
-    model, (x, y) = Mlp(args.width), next(iter(make_data(1, args.batch_size)))
+    device = torch_device(args)
+    model = Mlp(args.width).to(device)
+    x, y = (t.to(device) for t in next(iter(make_data(1, args.batch_size))))
     for _ in range(3):
         nn.functional.cross_entropy(model.net(x), y).backward()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(10):
         nn.functional.cross_entropy(model.net(x), y).backward()
+    synchronize(device)
     return (time.perf_counter() - start) * 100
 
 
@@ -164,6 +189,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--matchmaking-time", type=float, default=3.0)
     parser.add_argument("--quick", action="store_true", help="small and short, for a smoke test")
+    parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu", help="gpu: the first CUDA device")
     args = parser.parse_args()
     if args.quick:
         args.width, args.target, args.global_steps, args.repeats = 256, 512, 1, 1
@@ -179,7 +205,8 @@ def main() -> None:
         f"model: MLP width {args.width}, batch {args.batch_size}, one fwd+bwd step ≈ {step_time_ms(args):.1f} ms; "
         f"target_batch_size {args.target} ({accumulate} batches per global step), "
         f"{args.global_steps} measured global steps, {args.repeats} alternating repeats, "
-        f"torch threads {torch.get_num_threads()}"
+        f"torch threads {torch.get_num_threads()}, on {torch_device(args)}"
+        + (f" ({torch.cuda.get_device_name()})" if args.accelerator == "gpu" else "")
     )
     runners = {
         "lightning": run_lightning,

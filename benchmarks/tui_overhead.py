@@ -21,10 +21,12 @@ from tests.integration.volunteers import Volunteer
 
 DASHBOARD = """
 import asyncio, sys
+from tui import yield_cpu
 from tui.app import VolunteerApp
 from volunteer.status_client import StatusClient
 
 async def main():
+    yield_cpu()  # as tui.run_tui does
     app = VolunteerApp(StatusClient(sys.argv[1]))
     async with app.run_test(size=(120, 40)) as pilot:
         await asyncio.sleep(float(sys.argv[2]))

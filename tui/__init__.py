@@ -6,12 +6,28 @@ It depends on the core only through ``volunteer.stats``, ``volunteer.errors`` an
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from volunteer.stats import SnapshotSource
 
-__all__ = ["run_tui"]
+__all__ = ["run_tui", "yield_cpu"]
+
+DASHBOARD_NICENESS = 10
+"""How much lower than training the dashboard runs: ten steps of ``nice`` give it about a tenth of the
+share of a CPU that training gets when both want it, and all of what training leaves idle."""
+
+
+def yield_cpu() -> None:
+    """Lower this process's CPU priority so that rendering never takes a core from training.
+
+    Children inherit the priority, so call this once every session process has been started; the
+    headless session itself is never lowered. Where the system refuses, nothing changes.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(DASHBOARD_NICENESS)
 
 
 def run_tui(source: SnapshotSource, *, attach: bool = False) -> int:
@@ -26,6 +42,7 @@ def run_tui(source: SnapshotSource, *, attach: bool = False) -> int:
     """
     from tui.app import VolunteerApp
 
+    yield_cpu()
     app = VolunteerApp(source, attach=attach)
     app.run()
     return app.return_code if app.return_code is not None else 0

@@ -150,7 +150,9 @@ class VolunteerApp(App[None]):
                     # A restarted headless session numbers its events from 1 again.
                     seq = 0
                     self.post_message(SessionRestarted())
-                events = self.source.events_since(seq)
+                # a source that numbers its events spares the request while there is nothing new
+                newest = snapshot.last_event_seq
+                events = self.source.events_since(seq) if newest is None or newest > seq else []
             except ConnectionError as error:
                 failures += 1
                 delay = retry_delay(failures, self.poll_interval)
@@ -202,7 +204,9 @@ class VolunteerApp(App[None]):
                 self.exit()
                 return
             self.notify("The session stopped. Press q to quit.", title="stopped")
-        self.refresh_bindings()
+        if old is None or old.state is not new.state:
+            # which keys apply depends on the state alone; refreshing them rebuilds the footer
+            self.refresh_bindings()
 
     def watch_disconnected(self) -> None:
         self.refresh_bindings()

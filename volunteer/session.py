@@ -111,7 +111,8 @@ class Session:
     # -- SnapshotSource --------------------------------------------------------------------------------
 
     def latest(self) -> Snapshot:
-        return self._snapshot
+        snapshot, seq = self._snapshot, self._event_seq
+        return snapshot if snapshot.last_event_seq == seq else snapshot.replace(last_event_seq=seq)
 
     def events_since(self, seq: int) -> list[Event]:
         with self._events_lock:

@@ -149,6 +149,9 @@ class Snapshot:
     last_error: ErrorInfo | None = None
     join_addresses: tuple[str, ...] = ()
     """Addresses other peers can use to join through this one."""
+    last_event_seq: int | None = None
+    """``Event.seq`` of the newest event, so that a view asks for events only when there are new ones;
+    None where the source does not say (a view then asks every time)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""

@@ -107,6 +107,7 @@ class FakeSource:
         self._events = list(events)
         self.commands: list[Command] = []
         self.latest_calls = 0
+        self.events_calls = 0
         self.failing: str | None = None
         """While set, every call raises ConnectionError with this message."""
         self.refuse: str | None = None
@@ -124,6 +125,7 @@ class FakeSource:
 
     def events_since(self, seq: int) -> list[Event]:
         with self._lock:
+            self.events_calls += 1
             if self.failing:
                 raise ConnectionError(self.failing)
             return [event for event in self._events if event.seq > seq]

@@ -106,3 +106,28 @@ async def test_a_restarted_session_numbers_its_events_anew() -> None:
         text = widget_text(app, "#log")
         assert "the session restarted" in text and text.endswith("joined again")
         assert any(n.title == "restarted" for n in app._notifications)
+
+
+async def test_events_are_asked_for_only_when_the_snapshot_says_there_are_new_ones() -> None:
+    source = FakeSource([snapshot(last_event_seq=4)], events())
+    app = VolunteerApp(source, poll_interval=FAST, attach=True)
+    async with app.run_test(size=(100, 40)) as pilot:
+        log = app.query_one(EventLog)
+        await wait_for(pilot, lambda: log.last_seq == 4, "the first events")
+        calls, polls = source.events_calls, source.latest_calls
+        await wait_for(pilot, lambda: source.latest_calls >= polls + 5, "more polls")
+        assert source.events_calls == calls, "nothing new: no request for events"
+        source.add_events(Event(5, T0 + 1, "recovered", "back in the swarm"))
+        source.push(snapshot(time=T0 + 1, last_event_seq=5))
+        await wait_for(pilot, lambda: log.last_seq == 5, "the new event")
+        await pilot.pause()
+        assert widget_text(app, "#log").endswith("back in the swarm")
+
+
+async def test_a_source_that_does_not_number_its_events_is_asked_every_poll() -> None:
+    source = FakeSource([snapshot()], events())  # last_event_seq None: an older server
+    app = VolunteerApp(source, poll_interval=FAST, attach=True)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await wait_for(pilot, lambda: source.events_calls >= 5, "events asked for on every poll")
+        source.add_events(Event(5, T0 + 1, "recovered", "back in the swarm"))
+        await wait_for(pilot, lambda: app.query_one(EventLog).last_seq == 5, "the new event")

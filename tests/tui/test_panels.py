@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
 
-from tests.tui.fakes import T0, FakeSource, events, snapshot
+from tests.tui.fakes import T0, FakeSource, events, leaderboard, snapshot
 from tests.tui.helpers import screen_text, wait_for, widget_text
 from tui.app import VolunteerApp
 from tui.widgets import Banner, EventLog, HistoryPanel, Leaderboard
@@ -210,3 +211,29 @@ async def test_the_default_poll_keeps_to_four_refreshes_a_second() -> None:
 def test_poll_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="poll_interval"):
         VolunteerApp(FakeSource(), poll_interval=0)
+
+
+async def test_the_leaderboard_is_rebuilt_only_when_what_it_shows_changes(monkeypatch) -> None:
+    rebuilds = []
+    original = Leaderboard._rebuild_columns
+    monkeypatch.setattr(Leaderboard, "_rebuild_columns", lambda self: (rebuilds.append(1), original(self)))
+    board = leaderboard()
+    # the same board a quarter second later while other figures moved on; then bob's samples change
+    later = snapshot(time=T0 + 0.25, session_samples=1_300, uptime=3_723.25)
+    moved = snapshot(time=T0 + 0.5, leaderboard=(*board[:2], dataclasses.replace(board[2], samples=121_000)))
+    source = FakeSource([snapshot()])
+    app = VolunteerApp(source, poll_interval=FAST)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.snapshot is not None, "the first snapshot")
+        await pilot.pause()
+        shown = len(rebuilds)
+        source.push(later)
+        await wait_for(pilot, lambda: app.snapshot.time == later.time, "the later snapshot")
+        await pilot.pause()
+        assert "1,300" in widget_text(app, "#you")
+        assert len(rebuilds) == shown, "the board shows the same: no rebuild"
+        source.push(moved)
+        await wait_for(pilot, lambda: app.snapshot.time == moved.time, "the change")
+        await pilot.pause()
+        assert len(rebuilds) == shown + 1
+        assert "121,000" in widget_text(app, "#leaderboard")

@@ -30,6 +30,8 @@ class Leaderboard(DataTable):
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="none", zebra_stripes=True)
+        self._shown: tuple[object, ...] | None = None
+        """What the table shows now (rows, width, subtitle): a snapshot that shows the same is skipped."""
 
     def on_mount(self) -> None:
         self._fill()
@@ -43,15 +45,12 @@ class Leaderboard(DataTable):
 
     def _fill(self) -> None:
         snapshot = self.snapshot
-        # Columns only ever widen in a DataTable: rebuild them so widths follow the current rows.
-        self.clear(columns=True)
-        self.add_column(Text("#", justify="right"), key="rank")
-        self.add_column("Peer", key="peer")
-        self.add_column(Text("Samples", justify="right"), key="samples")
-        self.add_column(Text("Speed", justify="right"), key="speed")
-        self.add_column(Text("Seen", justify="right"), key="seen")
         if snapshot is None:
-            self.border_subtitle = ""
+            shown: tuple[object, ...] = ()
+            if shown != self._shown:
+                self._shown = shown
+                self._rebuild_columns()
+                self.border_subtitle = ""
             return
         entries = ranked(snapshot.leaderboard)
         rows = [
@@ -66,6 +65,11 @@ class Leaderboard(DataTable):
             for rank, entry in enumerate(entries, start=1)
         ]
         name_width = self._name_width(rows)
+        shown = (name_width, tuple((*row[:5], row[5].is_self, row[5].peer_id) for row in rows))
+        if shown == self._shown:
+            return  # a rebuild costs far more than this comparison: most polls change nothing here
+        self._shown = shown
+        self._rebuild_columns()
         for rank, name, samples, speed, seen, entry in rows:
             style = SELF_STYLE if entry.is_self else ""
             if len(name) > name_width:
@@ -80,6 +84,15 @@ class Leaderboard(DataTable):
             )
         me = next((rank for rank, entry in enumerate(entries, start=1) if entry.is_self), None)
         self.border_subtitle = f"you: #{me} of {len(entries)}" if me else f"{len(entries)} peers"
+
+    def _rebuild_columns(self) -> None:
+        # Columns only ever widen in a DataTable: rebuild them so widths follow the current rows.
+        self.clear(columns=True)
+        self.add_column(Text("#", justify="right"), key="rank")
+        self.add_column("Peer", key="peer")
+        self.add_column(Text("Samples", justify="right"), key="samples")
+        self.add_column(Text("Speed", justify="right"), key="speed")
+        self.add_column(Text("Seen", justify="right"), key="seen")
 
     def _name_width(self, rows: list[tuple[str, str, str, str, str, LeaderboardEntry]]) -> int:
         """The widest nickname that keeps every column in view (long nicknames are cut with …)."""

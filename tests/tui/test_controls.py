@@ -6,7 +6,7 @@ import pytest
 
 from tests.tui.fakes import T0, FakeSource, snapshot
 from tests.tui.helpers import screen_text, wait_for, wait_for_screen
-from tui.app import VolunteerApp
+from tui.app import ACTIVE_STATES, VolunteerApp
 from tui.screens import HelpScreen, QuitScreen
 from tui.widgets import StatusHeader
 from volunteer.stats import Command, State
@@ -18,7 +18,17 @@ FAST = 0.02
 
 async def started(pilot, app: VolunteerApp) -> None:  # type: ignore[no-untyped-def]
     await wait_for(pilot, lambda: app.snapshot is not None, "the first snapshot")
+    # the footer rebuilds itself for the new state after the snapshot arrives: wait for that too
+    await wait_for(pilot, lambda: _footer_settled(app), "the footer to show the session's keys")
     await pilot.pause()
+
+
+def _footer_settled(app: VolunteerApp) -> bool:
+    keys = [entry for entry in app.screen.query("FooterKey") if entry.is_mounted]
+    state = app.snapshot.state if app.snapshot else None
+    wanted = "resume" if state is State.PAUSED else "pause"
+    live = any(entry.action == wanted and not entry.disabled for entry in keys)
+    return live or state not in (ACTIVE_STATES | {State.PAUSED})
 
 
 def footer_keys(app: VolunteerApp) -> str:

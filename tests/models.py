@@ -67,3 +67,39 @@ def quiet_trainer(**kwargs) -> L.Trainer:
     )
     defaults.update(kwargs)
     return L.Trainer(**defaults)
+
+
+class _LastEpoch(L.Callback):
+    def __init__(self) -> None:
+        self.local_epoch = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.local_epoch = trainer.strategy.hivemind_optimizer.local_epoch
+
+
+def update_per_global_step(max_steps: int = 24, strategy_options: dict | None = None, **trainer_kwargs):
+    """Train ``TinyRegressor`` alone under ``HivemindStrategy``; how far one global step moves its weights.
+
+    Returns ``(mean norm of the weight change per global step, global steps taken, the precision plugin)``.
+    Gradients that reach the optimizer still multiplied by an fp16 loss scale move weights thousands of
+    times further than fp32 does: comparing this figure across precisions catches that.
+    """
+    from volunteer.strategy import HivemindStrategy
+
+    strategy = HivemindStrategy(
+        target_batch_size=32,
+        matchmaking_time=0.5,
+        averaging_timeout=5.0,
+        host_maddrs="/ip4/127.0.0.1/tcp/0",
+        print_join_message=False,
+        **(strategy_options or {}),
+    )
+    model = TinyRegressor(lr=0.001)
+    before = model.layer.weight.detach().clone()
+    last = _LastEpoch()
+    trainer = quiet_trainer(strategy=strategy, max_steps=max_steps, callbacks=[last], **trainer_kwargs)
+    trainer.fit(model, regression_data(batch_size=8))
+    weight = model.layer.weight.detach()
+    assert torch.isfinite(weight).all()
+    change = (weight - before.to(weight.device)).norm().item()
+    return change / max(1, last.local_epoch), last.local_epoch, strategy.precision_plugin

@@ -424,15 +424,25 @@ class HivemindStrategy(Strategy):
             )
 
     def _setup_precision(self, trainer: Any) -> None:
+        """fp16 needs a loss scaler that matches how gradients accumulate.
+
+        By default hivemind copies each batch's gradients into accumulators of its own, so Lightning's own
+        scaler is right: it unscales (and checks) every batch's gradients before ``hivemind.Optimizer.step``
+        copies them, and skips a batch that overflowed. With ``reuse_grad_buffers`` the gradients pile up in
+        ``.grad`` still scaled, and only ``hivemind.GradScaler`` knows to unscale them once, at the global
+        step; handing it hivemind's own accumulators instead applies them scaled (updates thousands of times
+        too large), which is why it is kept for that mode alone.
+        """
         plugin = self.precision_plugin
-        if isinstance(plugin, MixedPrecision) and plugin.scaler is not None:
-            if trainer.gradient_clip_val:
-                raise StrategyConfigError(
-                    "gradient_clip_val cannot be combined with precision='16-mixed' under HivemindStrategy: "
-                    "gradients stay scaled until the global step",
-                    "use precision='bf16-mixed', or drop gradient_clip_val",
-                )
-            self.precision_plugin = _HivemindMixedPrecision(plugin.precision, plugin.device)
+        if not (isinstance(plugin, MixedPrecision) and plugin.scaler is not None) or not self.reuse_grad_buffers:
+            return
+        if trainer.gradient_clip_val:
+            raise StrategyConfigError(
+                "gradient_clip_val cannot be combined with precision='16-mixed' and reuse_grad_buffers=True: "
+                "gradients stay scaled in .grad until the global step",
+                "use precision='bf16-mixed', or reuse_grad_buffers=False, or drop gradient_clip_val",
+            )
+        self.precision_plugin = _HivemindMixedPrecision(plugin.precision, plugin.device)
 
     def _start_dht(self) -> None:
         if self._dht is None:
@@ -631,7 +641,8 @@ class HivemindStrategy(Strategy):
 class _HivemindMixedPrecision(MixedPrecision):
     """16-bit mixed precision with a ``hivemind.GradScaler``, which hivemind's optimizer drives itself.
 
-    Gradients stay scaled while they accumulate; hivemind unscales them once, at the global step.
+    For ``reuse_grad_buffers=True`` only: gradients stay scaled while they accumulate in ``.grad``, and
+    hivemind unscales them once, at the global step.
     """
 
     def __init__(self, precision: str, device: str) -> None:

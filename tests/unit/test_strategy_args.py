@@ -110,15 +110,16 @@ def test_module_scheduler_with_offloaded_optimizer_is_refused():
     assert "scheduler_fn" in error.hint
 
 
-def test_fp16_with_gradient_clipping_is_refused():
+def test_fp16_with_gradient_clipping_and_reused_buffers_is_refused():
     # Lightning turns precision="16-mixed" into bf16 on a CPU; a plugin instance keeps fp16 with a scaler
     trainer = quiet_trainer(
-        strategy=HivemindStrategy(target_batch_size=64),
+        strategy=HivemindStrategy(target_batch_size=64, reuse_grad_buffers=True),
         plugins=[MixedPrecision("16-mixed", device="cpu")],
         gradient_clip_val=1.0,
         max_steps=1,
     )
     error = _fit_error(trainer, TinyRegressor())
+    assert "reuse_grad_buffers" in error.message
     assert "bf16-mixed" in error.hint
 
 

@@ -31,7 +31,7 @@ class Leaderboard(DataTable):
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="none", zebra_stripes=True)
         self._shown: tuple[object, ...] | None = None
-        """What the table shows now (rows, width, subtitle): a snapshot that shows the same is skipped."""
+        """What the table shows now (name width and rows): a snapshot that would show the same is skipped."""
 
     def on_mount(self) -> None:
         self._fill()

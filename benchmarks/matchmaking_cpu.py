@@ -4,7 +4,8 @@ Trains the MLP of ``benchmarks.strategy_overhead`` on one peer and, over the mea
 a warm-up global step), reports the CPU used by the DHT process (with its p2pd daemon), the gradient
 averager, the state averager and the training process itself, as a percentage of one core, together with
 the number of DHT lookups of matchmaking (``GroupKeyManager.get_averagers``) per second, counted in every
-forked process through a shared counter.
+forked process through a shared counter. Runs alternate between hivemind's matchmaking as released and with
+``volunteer.hivemind_patches`` applied, so that machine noise hits both alike.
 
     python -m benchmarks.matchmaking_cpu              # the recorded configuration
     python -m benchmarks.matchmaking_cpu --quick      # a smoke run
@@ -24,8 +25,11 @@ import hivemind
 import lightning as L
 import psutil
 from hivemind.averaging.key_manager import GroupKeyManager
+from hivemind.averaging.matchmaking import PotentialLeaders
 
 from benchmarks.strategy_overhead import LOOPBACK, Mlp, make_data, trainer_for
+from volunteer import hivemind_patches
+from volunteer import strategy as strategy_module
 from volunteer.strategy import HivemindStrategy
 
 
@@ -76,7 +80,18 @@ class CpuClock(L.Callback):
         self.end = self.sample() if self.batches > self.warmup_batches else self.end
 
 
-def run(args, counter) -> dict[str, float]:
+def use_patch(patched: bool) -> None:
+    """Apply the rate limit, or put hivemind's method back and keep the strategy from applying it."""
+    if patched:
+        strategy_module.apply_hivemind_patches = hivemind_patches.apply_hivemind_patches
+        assert hivemind_patches.apply_hivemind_patches()
+    else:
+        strategy_module.apply_hivemind_patches = lambda: False
+        PotentialLeaders._update_queue_periodically = hivemind_patches.HIVEMIND_UPDATE_QUEUE_PERIODICALLY
+
+
+def run(args, counter, patched: bool) -> dict[str, float]:
+    use_patch(patched)
     accumulate = args.target // args.batch_size
     total_batches = accumulate * (args.global_steps + 1)
     strategy = HivemindStrategy(
@@ -121,13 +136,17 @@ def main() -> None:
 
     counter = multiprocessing.get_context("fork").Value("L", 0)
     count_lookups(counter)
-    results: list[dict[str, float]] = []
+    modes = {"hivemind": False, "patched": True}
+    results: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
     for repeat in range(args.repeats):
-        results.append(run(args, counter))
-        print(f"  repeat {repeat + 1}: " + "  ".join(f"{k} {v:.1f}" for k, v in results[-1].items()), flush=True)
-    print("median, CPU as % of one core:")
-    for name in results[0]:
-        print(f"  {name:<15} {statistics.median(r[name] for r in results):8.1f}")
+        for mode, patched in modes.items():
+            results[mode].append(run(args, counter, patched))
+            row = "  ".join(f"{k} {v:.1f}" for k, v in results[mode][-1].items())
+            print(f"  repeat {repeat + 1} {mode:<9} {row}", flush=True)
+    print(f"median of {args.repeats}; CPU in % of one core   " + "  ".join(f"{mode:>9}" for mode in modes))
+    for name in results["patched"][0]:
+        row = "  ".join(f"{statistics.median(r[name] for r in results[mode]):9.1f}" for mode in modes)
+        print(f"  {name:<36} {row}")
 
 
 if __name__ == "__main__":

@@ -8,16 +8,18 @@ potential leaders whenever its queue is empty, and ``_update_queue_periodically`
 that accumulates faster than the others, the queue stays empty, so the two coroutines wake each other with
 one DHT lookup after another for the whole matchmaking window; a peer that reaches ``target_batch_size``
 every few seconds is nearly always in that window. py-spy shows the averager process in ``pop_next_leader``,
-``_update_queue_periodically`` and ``MPFuture`` plumbing, and the DHT process serving the gets;
-``benchmarks/matchmaking_cpu.py`` counted about 90 lookups per second on one peer with nothing to find, and
-the two processes used 35-40 % of a core each, taken from training on a 2-core machine.
+``_update_queue_periodically`` and ``MPFuture`` plumbing, and the DHT process serving the gets; on a 2-core
+machine the two used 35-40 % of a core each, taken from training (``docs/benchmarks.md``). We counted
+about 680 lookups per second for a lone averager, and 66-158 per second on a lone training peer whose cores
+were busy (``benchmarks/matchmaking_cpu.py``).
 
 We rate-limit the lookups: consecutive ones start at least :func:`lookup_interval` apart, a twentieth of the
 averager's ``min_matchmaking_time`` (hivemind.Optimizer's ``matchmaking_time``), at most 0.5 s. A peer
 declares itself for at least ``min_matchmaking_time`` seconds, so it is still found within 5 % of that
-window (0.25 s at our default of 5 s, 0.5 s at hivemind's 15 s), and a leader, who waits for its declared
-expiration before it assembles the group anyway, sees no later all-reduce. Everything else in the function
-is hivemind's code unchanged.
+window (0.25 s at our default of 5 s, 0.5 s at hivemind's 15 s). A leader assembles its group at its
+declared expiration anyway, so the all-reduce starts no later; only a group that fills up before then
+(``target_group_size``) may fill up one interval later at most. Everything else in the function is hivemind's
+code unchanged.
 
 The patch replaces a method of hivemind's class in this process, so averagers forked after
 :func:`apply_hivemind_patches` inherit it (hivemind forks them; see ``volunteer.worker``). It applies only to

@@ -104,7 +104,7 @@ def run(args, counter, patched: bool) -> dict[str, float]:
         print_join_message=False,
     )
     clock = CpuClock(strategy, counter, warmup_batches=accumulate)
-    trainer = trainer_for(strategy, 1, total_batches, clock)
+    trainer = trainer_for(args, strategy, 1, total_batches, clock)
     trainer.fit(Mlp(args.width), make_data(total_batches, args.batch_size))
     assert clock.start is not None and clock.end is not None
     (t0, n0, cpu0), (t1, n1, cpu1) = clock.start, clock.end
@@ -124,6 +124,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--matchmaking-time", type=float, default=3.0)
     parser.add_argument("--quick", action="store_true", help="small and short, for a smoke test")
+    parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu", help="gpu: the first CUDA device")
     args = parser.parse_args()
     if args.quick:
         args.width, args.target, args.global_steps, args.repeats = 256, 512, 1, 1

@@ -32,6 +32,7 @@ from typing_extensions import override
 
 from volunteer.constants import initial_peers_from_env
 from volunteer.errors import StrategyConfigError, SwarmError
+from volunteer.hivemind_patches import apply_hivemind_patches
 from volunteer.peers import parse_listen_addresses, parse_peers
 
 log = logging.getLogger(__name__)
@@ -494,6 +495,7 @@ class HivemindStrategy(Strategy):
             params = optimizer.param_groups
         else:
             opt_arg, params = optimizer, None
+        apply_hivemind_patches()  # before hivemind forks its averagers, which inherit it
         opt = hivemind.Optimizer(
             dht=self._dht,
             run_id=self.run_id,

@@ -147,6 +147,7 @@ class _HostWorker:
     def run(self) -> None:
         import hivemind
 
+        from volunteer.hivemind_patches import apply_hivemind_patches
         from volunteer.leaderboard import record_validators
 
         spec = self.spec
@@ -181,6 +182,7 @@ class _HostWorker:
         logging.getLogger("hivemind").addHandler(self.counter)
         kwargs = dict(manifest.strategy_kwargs())
         kwargs.pop("reuse_grad_buffers", None)  # an auxiliary peer accumulates no gradients
+        apply_hivemind_patches()  # before hivemind forks its averagers, which inherit it
         self.opt = hivemind.Optimizer(
             dht=self.dht,
             optimizer=optimizer,

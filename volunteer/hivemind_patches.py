@@ -1,0 +1,129 @@
+"""Fixes to hivemind 1.1.12 that we apply at run time, since we cannot change the release we depend on.
+
+**Matchmaking polls the DHT in a busy loop.** While an averager looks for a group, hivemind's
+``PotentialLeaders.pop_next_leader`` (``hivemind/averaging/matchmaking.py``) asks for a fresh list of
+potential leaders whenever its queue is empty, and ``_update_queue_periodically`` answers at once with another
+``GroupKeyManager.get_averagers``: a ``DHT.get`` sent to the DHT process through an ``MPFuture`` (pickling,
+``share_memory_``, ``_ResourceSharer``). When nobody else is looking for a group, as for a lone peer or one
+that accumulates faster than the others, the queue stays empty, so the two coroutines wake each other with
+one DHT lookup after another for the whole matchmaking window; a peer that reaches ``target_batch_size``
+every few seconds is nearly always in that window. py-spy shows the averager process in ``pop_next_leader``,
+``_update_queue_periodically`` and ``MPFuture`` plumbing, and the DHT process serving the gets; on a 2-core
+machine the two used 35-40 % of a core each, taken from training (``docs/benchmarks.md``). We counted
+about 680 lookups per second for a lone averager, and 66-158 per second on a lone training peer whose cores
+were busy (``benchmarks/matchmaking_cpu.py``).
+
+We rate-limit the lookups: consecutive ones start at least :func:`lookup_interval` apart, a twentieth of the
+averager's ``min_matchmaking_time`` (hivemind.Optimizer's ``matchmaking_time``), at most 0.5 s. A peer
+declares itself for at least ``min_matchmaking_time`` seconds, so it is still found within 5 % of that
+window (0.25 s at our default of 5 s, 0.5 s at hivemind's 15 s). A leader assembles its group at its
+declared expiration anyway, so the all-reduce starts no later; only a group that fills up before then
+(``target_group_size``) may fill up one interval later at most. Everything else in the function is hivemind's
+code unchanged.
+
+The patch replaces a method of hivemind's class in this process, so averagers forked after
+:func:`apply_hivemind_patches` inherit it (hivemind forks them; see ``volunteer.worker``). It applies only to
+the exact source it was written against, and leaves any other hivemind untouched, with one log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import logging
+import time
+from math import isfinite
+
+import hivemind
+from hivemind.averaging.key_manager import GroupKeyManager
+from hivemind.averaging.matchmaking import PotentialLeaders
+from hivemind.utils.timed_storage import MAX_DHT_TIME_DISCREPANCY_SECONDS, get_dht_time
+
+log = logging.getLogger(__name__)
+
+MAX_LOOKUP_INTERVAL = 0.5
+"""Seconds: the longest a potential leader may wait in the DHT before an averager looks again."""
+
+LOOKUP_FRACTION = 1 / 20
+"""Consecutive lookups are this fraction of ``min_matchmaking_time`` apart (up to the maximum above)."""
+
+PATCHED_VERSION = "1.1.12"
+PATCHED_SOURCE_SHA256 = "13036c7d743da89efd85ef93befc61463e1e45d87bdb6d07e97b46fa7e4ba580"
+"""The sha256 of ``inspect.getsource(PotentialLeaders._update_queue_periodically)`` in hivemind 1.1.12."""
+
+HIVEMIND_UPDATE_QUEUE_PERIODICALLY = PotentialLeaders.__dict__.get("_update_queue_periodically")
+"""hivemind's own method, as imported (before any patch), for the tests and benchmarks that compare with it."""
+
+_declined = False
+
+
+def lookup_interval(min_matchmaking_time: float) -> float:
+    """The least time, in seconds, between two matchmaking lookups of an averager."""
+    return min(MAX_LOOKUP_INTERVAL, max(0.0, min_matchmaking_time) * LOOKUP_FRACTION)
+
+
+async def _update_queue_periodically(self: PotentialLeaders, key_manager: GroupKeyManager) -> None:
+    """hivemind 1.1.12's ``PotentialLeaders._update_queue_periodically``, with lookups rate-limited."""
+    DISCREPANCY = MAX_DHT_TIME_DISCREPANCY_SECONDS
+    interval = lookup_interval(self.min_matchmaking_time)
+    while get_dht_time() < self.search_end_time:
+        lookup_started = time.monotonic()
+        new_peers = await key_manager.get_averagers(key_manager.current_key, only_active=True)
+        self.max_assured_time = max(self.max_assured_time, get_dht_time() + self.min_matchmaking_time - DISCREPANCY)
+
+        self.leader_queue.clear()
+        for peer, peer_expiration_time in new_peers:
+            if peer == self.peer_id or (peer, peer_expiration_time) in self.past_attempts:
+                continue
+            self.leader_queue.store(peer, peer_expiration_time, peer_expiration_time)
+            self.max_assured_time = max(self.max_assured_time, peer_expiration_time - DISCREPANCY)
+
+        self.update_finished.set()
+
+        await asyncio.wait(
+            {asyncio.create_task(self.running.wait()), asyncio.create_task(self.update_triggered.wait())},
+            return_when=asyncio.ALL_COMPLETED,
+            timeout=self.search_end_time - get_dht_time() if isfinite(self.search_end_time) else None,
+        )
+        self.update_triggered.clear()
+        # the fix: pop_next_leader triggers again as soon as it finds the queue empty
+        await asyncio.sleep(max(0.0, lookup_started + interval - time.monotonic()))
+
+
+def _source_sha256(function: object) -> str | None:
+    try:
+        return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return None
+
+
+def is_patched() -> bool:
+    """Whether hivemind's matchmaking in this process (and in averagers forked from it) is rate-limited."""
+    return PotentialLeaders.__dict__.get("_update_queue_periodically") is _update_queue_periodically
+
+
+def apply_hivemind_patches() -> bool:
+    """Rate-limit hivemind's matchmaking lookups in this process, once; later calls do nothing.
+
+    Call it before hivemind forks its averagers (before ``hivemind.Optimizer(...)``).
+
+    Returns:
+        Whether the patch is in place: False for a hivemind other than the one it was written against.
+    """
+    global _declined
+    if is_patched():
+        return True
+    original = PotentialLeaders.__dict__.get("_update_queue_periodically")
+    if hivemind.__version__ != PATCHED_VERSION or _source_sha256(original) != PATCHED_SOURCE_SHA256:
+        if not _declined:
+            log.info(
+                "hivemind %s: its matchmaking is not the code volunteer's rate limit was written for "
+                "(hivemind %s); left unpatched",
+                hivemind.__version__,
+                PATCHED_VERSION,
+            )
+            _declined = True
+        return False
+    PotentialLeaders._update_queue_periodically = _update_queue_periodically  # type: ignore[method-assign]
+    return True

@@ -27,6 +27,13 @@ class DemoClassifier(L.LightningModule):
         )
         self.loss_fn = nn.CrossEntropyLoss()
 
+    def on_fit_start(self) -> None:
+        if self.device.type == "cpu":
+            # Layers this small gain nothing from splitting each operation across threads, and handing
+            # work between threads costs more than the arithmetic: on 2 cores one thread trains this
+            # model 1.45x as fast (19,486 vs 13,441 samples/s, docs/benchmarks.md).
+            torch.set_num_threads(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 

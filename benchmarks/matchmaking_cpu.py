@@ -13,21 +13,24 @@ forked process through a shared counter. Runs alternate between hivemind's match
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import logging
 import multiprocessing
 import statistics
 import time
-import warnings
 
-import hivemind
 import lightning as L
 import psutil
 from hivemind.averaging.key_manager import GroupKeyManager
 from hivemind.averaging.matchmaking import PotentialLeaders
 
-from benchmarks.strategy_overhead import LOOPBACK, Mlp, make_data, trainer_for
+from benchmarks.strategy_overhead import (
+    LOOPBACK,
+    Mlp,
+    make_data,
+    parse_workload,
+    silence_training_logs,
+    trainer_for,
+)
 from volunteer import hivemind_patches
 from volunteer import strategy as strategy_module
 from volunteer.strategy import HivemindStrategy
@@ -116,24 +119,8 @@ def run(args, counter, patched: bool) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--width", type=int, default=3072)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--target", type=int, default=16384)
-    parser.add_argument("--global-steps", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--matchmaking-time", type=float, default=3.0)
-    parser.add_argument("--quick", action="store_true", help="small and short, for a smoke test")
-    parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu", help="gpu: the first CUDA device")
-    args = parser.parse_args()
-    if args.quick:
-        args.width, args.target, args.global_steps, args.repeats = 256, 512, 1, 1
-    if args.target % args.batch_size:
-        parser.error("--target must be a multiple of --batch-size")
-
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    hivemind.utils.logging.use_hivemind_log_handler("nowhere")
+    args = parse_workload(__doc__, width=3072, target=16384, global_steps=2, repeats=2)
+    silence_training_logs()
 
     counter = multiprocessing.get_context("fork").Value("L", 0)
     count_lookups(counter)

@@ -189,13 +189,14 @@ def step_time_ms(args) -> float:
     return (time.perf_counter() - start) * 100
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--width", type=int, default=1024)
+def parse_workload(doc: str | None, *, width: int, target: int, global_steps: int, repeats: int) -> argparse.Namespace:
+    """The command line shared by the benchmarks that train ``Mlp``, with their own defaults."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--width", type=int, default=width)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--target", type=int, default=2048)
-    parser.add_argument("--global-steps", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--target", type=int, default=target)
+    parser.add_argument("--global-steps", type=int, default=global_steps)
+    parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--matchmaking-time", type=float, default=3.0)
     parser.add_argument("--quick", action="store_true", help="small and short, for a smoke test")
     parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu", help="gpu: the first CUDA device")
@@ -204,11 +205,20 @@ def main() -> None:
         args.width, args.target, args.global_steps, args.repeats = 256, 512, 1, 1
     if args.target % args.batch_size:
         parser.error("--target must be a multiple of --batch-size")
-    accumulate = args.target // args.batch_size
+    return args
 
+
+def silence_training_logs() -> None:
+    """Keep Lightning's and hivemind's messages out of the benchmark's table."""
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     hivemind.utils.logging.use_hivemind_log_handler("nowhere")
+
+
+def main() -> None:
+    args = parse_workload(__doc__, width=1024, target=2048, global_steps=4, repeats=3)
+    accumulate = args.target // args.batch_size
+    silence_training_logs()
 
     print(
         f"model: MLP width {args.width}, batch {args.batch_size}, one fwd+bwd step ≈ {step_time_ms(args):.1f} ms; "

@@ -166,10 +166,7 @@ class _Worker:
         self.emit(kind="state", state="connecting")
         trainer = L.Trainer(**trainer_kwargs)
         try:
-            if built.datamodule is not None:
-                trainer.fit(built.module, datamodule=built.datamodule)
-            else:
-                trainer.fit(built.module, train_dataloaders=built.train_dataloaders)
+            built.fit(trainer)
         finally:
             reporter.close()
         self.emit(kind="done", reason=reporter.stop_reason or "max_steps")

@@ -216,10 +216,7 @@ def _train(
             callbacks=[timer],
         )
         try:
-            if built.datamodule is not None:
-                trainer.fit(built.module, datamodule=built.datamodule)
-            else:
-                trainer.fit(built.module, train_dataloaders=built.train_dataloaders)
+            built.fit(trainer)
         except VolunteerError:
             raise
         except Exception as e:

@@ -72,6 +72,13 @@ class BuiltProject:
     batch_size: int
     """Samples per local step, as passed to the data source."""
 
+    def fit(self, trainer: Any) -> None:
+        """``trainer.fit`` on this project's module with whichever data source it has."""
+        if self.datamodule is not None:
+            trainer.fit(self.module, datamodule=self.datamodule)
+        else:
+            trainer.fit(self.module, train_dataloaders=self.train_dataloaders)
+
 
 @dataclass(frozen=True)
 class PreparedProject:

@@ -111,6 +111,7 @@ class Session:
     # -- SnapshotSource --------------------------------------------------------------------------------
 
     def latest(self) -> Snapshot:
+        # each publish records the newest event; only an event since then needs a fresh copy
         snapshot, seq = self._snapshot, self._event_seq
         return snapshot if snapshot.last_event_seq == seq else snapshot.replace(last_event_seq=seq)
 
@@ -429,7 +430,12 @@ class Session:
     def _publish(self, **changes: Any) -> None:
         now = time.time()
         self._snapshot = dataclasses.replace(
-            self._snapshot, time=now, uptime=now - self.started, reconnects=self.reconnects, **changes
+            self._snapshot,
+            time=now,
+            uptime=now - self.started,
+            reconnects=self.reconnects,
+            last_event_seq=self._event_seq,
+            **changes,
         )
 
     def _set_state(self, state: State) -> None:

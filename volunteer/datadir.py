@@ -12,23 +12,39 @@ import fcntl
 import json
 import os
 import re
+import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import platformdirs
+
 from volunteer.constants import ENV_PREFIX, env
 from volunteer.errors import DataDirError
 
+LASTING = ("identity.key", "consent.json", "ledger")
+"""What must outlive a cache cleaner: the peer identity, consent records and the all-time ledger."""
+
+
+def explicit_data_dir() -> Path | None:
+    """``VOLUNTEER_HOME``, when set: then one folder holds everything (Docker's ``/data``)."""
+    explicit = env(ENV_PREFIX + "HOME")
+    return Path(explicit).expanduser() if explicit else None
+
 
 def default_data_dir() -> Path:
-    """``VOLUNTEER_HOME``, else ``$XDG_CACHE_HOME/volunteer``, else ``~/.cache/volunteer``."""
-    explicit = env(ENV_PREFIX + "HOME")
-    if explicit:
-        return Path(explicit).expanduser()
-    cache = env("XDG_CACHE_HOME")
-    base = Path(cache).expanduser() if cache else Path.home() / ".cache"
-    return base / "volunteer"
+    """``VOLUNTEER_HOME``, else the user data directory (``$XDG_DATA_HOME/volunteer``, ``~/.local/share/volunteer``)."""
+    return explicit_data_dir() or platformdirs.user_data_path("volunteer", appauthor=False)
+
+
+def default_cache_dir() -> Path:
+    """The user cache directory (``$XDG_CACHE_HOME/volunteer``, ``~/.cache/volunteer``): peer lists, nothing lasting.
+
+    It is also where versions before 0.2 kept everything; :meth:`DataDir.open` moves what lasts out of it once.
+    """
+    return platformdirs.user_cache_path("volunteer", appauthor=False)
 
 
 def safe_name(name: str) -> str:
@@ -39,37 +55,53 @@ def safe_name(name: str) -> str:
 
 @dataclass(frozen=True)
 class DataDir:
-    """Paths inside one data directory. Create with :meth:`open`, which checks it is writable."""
+    """Paths inside one data directory. Create with :meth:`open`, which checks it is writable.
+
+    ``root`` holds what must last (identity, consent, ledger, logs); ``cache`` what can be fetched again (peer
+    lists). A ``--data-dir`` (or ``VOLUNTEER_HOME``) is both; by default they are the user's data and cache
+    directories, so a cache cleaner never takes a volunteer's identity or contribution record.
+    """
 
     root: Path
+    cache: Path
+    explicit: bool = True
+    """Whether the user chose the folder (``--data-dir``/``VOLUNTEER_HOME``) rather than the defaults."""
 
     @classmethod
-    def open(cls, path: str | os.PathLike | None = None) -> DataDir:
-        root = Path(path).expanduser() if path is not None else default_data_dir()
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
-                pass
-        except OSError as e:
-            raise DataDirError(
-                f"data directory {str(root)!r} is not writable: {e.strerror or e}",
-                "choose a writable directory with --data-dir (or VOLUNTEER_HOME); in Docker, make sure the "
-                "volume mounted at /data belongs to the container's user (uid 1000)",
-            ) from None
-        return cls(root.resolve())
+    def open(cls, path: str | os.PathLike | None = None, *, name: str = "") -> DataDir:
+        """Open (and create) a data directory.
+
+        Args:
+            path: ``--data-dir``; ``None`` means ``VOLUNTEER_HOME`` or the user's data and cache directories.
+            name: A sub-folder of the defaults for another role (``volunteer host`` uses ``host``); unused with
+                an explicit path.
+        """
+        chosen = Path(path).expanduser() if path is not None else explicit_data_dir()
+        if chosen is not None:
+            root = cache = chosen
+        else:
+            root, cache = default_data_dir() / name, default_cache_dir() / name
+        _writable(root)
+        if chosen is None:
+            _writable(cache)
+            _move_lasting(cache, root)
+        return cls(root.resolve(), cache.resolve(), explicit=chosen is not None)
 
     @property
     def hub_cache(self) -> Path:
-        """Where project snapshots are cached: Hugging Face's own cache when ``HF_HUB_CACHE`` or ``HF_HOME``
-        is set (the Docker image sets ``HF_HOME=/data/hf``, shared by every peer of a compose swarm), else
-        ``hub/`` in the data directory."""
+        """Where project snapshots are cached: ``HF_HUB_CACHE`` or ``HF_HOME/hub`` when set (the Docker image
+        sets ``HF_HOME=/data/hf``, shared by every peer of a compose swarm); else ``hub/`` in an explicit data
+        directory; else Hugging Face's own cache, shared with the user's other Hub tools."""
         explicit = env("HF_HUB_CACHE")
         if explicit:
             return Path(explicit).expanduser()
         home = env("HF_HOME")
         if home:
             return Path(home).expanduser() / "hub"
-        return self.root / "hub"
+        if self.explicit:
+            return self.root / "hub"
+        xdg_cache = env("XDG_CACHE_HOME")
+        return (Path(xdg_cache).expanduser() if xdg_cache else Path.home() / ".cache") / "huggingface" / "hub"
 
     @property
     def consent_file(self) -> Path:
@@ -80,7 +112,7 @@ class DataDir:
         return self.root / "identity.key"
 
     def peers_cache(self, run_id: str) -> Path:
-        return self.root / "peers" / f"{safe_name(run_id)}.txt"
+        return self.cache / "peers" / f"{safe_name(run_id)}.txt"
 
     def ledger_file(self, run_id: str) -> Path:
         return self.root / "ledger" / f"{safe_name(run_id)}.json"
@@ -174,3 +206,41 @@ def read_json(path: Path, what: str) -> Any | None:
             f"{what} {str(path)!r} is damaged: {e.msg} at line {e.lineno}",
             f"move it aside (mv {path} {path}.bad) and start again; volunteer writes a fresh one",
         ) from None
+
+
+def _writable(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise DataDirError(
+            f"data directory {str(root)!r} is not writable: {e.strerror or e}",
+            "choose a writable directory with --data-dir (or VOLUNTEER_HOME); in Docker, make sure the "
+            "volume mounted at /data belongs to the container's user (uid 1000)",
+        ) from None
+
+
+def _move_lasting(old: Path, new: Path) -> None:
+    """Move identity, consent and ledger from where earlier versions kept them (the cache) to the data directory.
+
+    Only what the new place lacks is moved, so running it again (or an older client writing the cache again)
+    never overwrites a newer record.
+    """
+    if old.resolve() == new.resolve():
+        return
+    moved = []
+    for name in LASTING:
+        source, target = old / name, new / name
+        if not source.exists() or target.exists():
+            continue
+        try:
+            shutil.move(str(source), str(target))
+        except OSError as e:
+            raise DataDirError(
+                f"cannot move {str(source)!r} to the data directory {str(new)!r}: {e.strerror or e}",
+                f"move it by hand (mv {source} {target}), or keep using the old place with --data-dir {old}",
+            ) from None
+        moved.append(name)
+    if moved:
+        print(f"note: moved {', '.join(moved)} from {old} to {new}, where cache cleaners leave them", file=sys.stderr)

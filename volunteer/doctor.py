@@ -29,7 +29,7 @@ from typing import Any
 
 from volunteer import __version__
 from volunteer.constants import env
-from volunteer.datadir import DataDir, default_data_dir
+from volunteer.datadir import DataDir
 from volunteer.errors import DataDirError, TrustError, VolunteerError
 from volunteer.peers import split_addresses
 from volunteer.settings import ArgumentParser, Settings, add_run_options, settings_from_namespace
@@ -242,9 +242,8 @@ def check_cuda(ctx: Context) -> CheckResult:
 
 def check_data_dir(ctx: Context) -> CheckResult:
     """The data directory is writable, its identity file usable, and its disk has room."""
-    path = ctx.settings.data_dir or str(default_data_dir())
     try:
-        data_dir = DataDir.open(path)
+        data_dir = DataDir.open(ctx.settings.data_dir)
         data_dir.check_identity()
     except DataDirError as e:
         return CheckResult("data-dir", FAIL, e.message, e.hint)

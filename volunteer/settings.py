@@ -139,7 +139,7 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option(
         "data_dir",
         "--data-dir",
-        "where the Hub cache, identity, consent and ledger live (default ~/.cache/volunteer)",
+        "where identity, consent, ledger and logs live (default ~/.local/share/volunteer; caches stay in ~/.cache)",
         str,
         env_name=ENV_PREFIX + "HOME",
         metavar="DIR",

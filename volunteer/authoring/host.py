@@ -37,7 +37,7 @@ from typing import Any, TextIO
 from volunteer.authoring.errors import HubWriteError
 from volunteer.authoring.options import checked, duration, positive_int, repo_id
 from volunteer.constants import ENV_PREFIX, env
-from volunteer.datadir import DataDir, atomic_write_json, default_data_dir, safe_name
+from volunteer.datadir import DataDir, atomic_write_json, safe_name
 from volunteer.errors import ConfigError, VolunteerError
 from volunteer.peers import parse_listen_addresses, parse_peers
 from volunteer.settings import ArgumentParser, Settings, add_run_options, parse_port, settings_from_namespace
@@ -716,7 +716,7 @@ def build_parser() -> ArgumentParser:
         dest="data_dir",
         default=None,
         metavar="DIR",
-        help="the host's identity, Hub cache and logs (default ~/.cache/volunteer/host) [env VOLUNTEER_HOME]",
+        help="the host's identity, Hub cache and logs (default ~/.local/share/volunteer/host) [env VOLUNTEER_HOME]",
     )
     add_run_options(
         parser,
@@ -817,8 +817,7 @@ def parse_host_args(argv: Sequence[str]) -> HostOptions:
 def main(argv: Sequence[str]) -> int:
     options = parse_host_args(argv)
     settings = options.settings
-    root = Path(settings.data_dir).expanduser() if settings.data_dir else default_data_dir() / "host"
-    data_dir = DataDir.open(root)
+    data_dir = DataDir.open(settings.data_dir, name="host")
     with data_dir.lock():
         return Host(options, data_dir).run()
 

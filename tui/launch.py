@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from volunteer.datadir import DataDir
 from volunteer.errors import VolunteerError
+from volunteer.logfiles import open_append_fd
 from volunteer.runner import INTERACTIVE_CHILD_ENV
 from volunteer.settings import Settings
 from volunteer.stats import Command
@@ -40,9 +41,8 @@ class ChildSession:
     def __init__(self, argv: Sequence[str], log_path: str, *, interactive: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        os.makedirs(os.path.dirname(log_path), exist_ok=True)
         self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = os.fdopen(open_append_fd(log_path), "ab")
         args = [sys.executable, "-m", "volunteer", *argv, "--headless", "--status-port", str(self.port)]
         self.process = subprocess.Popen(
             args,

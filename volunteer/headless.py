@@ -15,14 +15,15 @@ def _when(timestamp: float) -> str:
 
 
 def format_status(s: Snapshot) -> str:
-    """One concise line: state, peers, global step, throughput, loss, contribution."""
+    """One concise line: state, peers, global step, throughput, loss, and the all-time contribution in the words
+    of docs/tui.md: samples *computed*, of which *credited* (in the swarm's global steps) and *local-only*."""
     parts = [f"{s.state.value:<12}", f"peers {s.num_peers}", f"step {s.global_epoch}"]
     if s.target_batch_size:
         parts.append(f"{s.samples_accumulated}/{s.target_batch_size} samples")
     parts.append(f"{s.samples_per_second:,.1f} samples/s (swarm {s.swarm_samples_per_second:,.1f})")
     if s.loss_smoothed is not None:
         parts.append(f"loss {s.loss_smoothed:.4f}")
-    parts.append(f"contributed {s.swarm_samples:,} (+{s.local_only_samples:,} local-only)")
+    parts.append(f"credited {s.swarm_samples:,}, local-only {s.local_only_samples:,} of {s.total_samples:,} computed")
     return " | ".join(parts)
 
 

@@ -187,7 +187,12 @@ class Session:
                 restarts, backoff = 0, 1.0  # a failure after a long good run starts the count afresh
             if outcome.kind in ("done", "stopped") or self._stop_requested:
                 self._set_state(State.STOPPED)
-                self.event("stopped", f"stopped ({outcome.kind}); contributed {self._session().samples:,} samples")
+                session = self._session()
+                self.event(
+                    "stopped",
+                    f"stopped ({outcome.kind}); this session computed {session.samples:,} samples: "
+                    f"{session.swarm_samples:,} credited, {session.local_only_samples:,} local-only",
+                )
                 return 0
             if outcome.category == "unreachable":
                 self.reconnects += 1

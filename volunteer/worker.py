@@ -18,10 +18,10 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from volunteer.errors import ConfigError, SwarmError, VolunteerError
+from volunteer.logfiles import open_append_fd
 
 EXIT_OK = 0
 EXIT_CRASH = 1
@@ -197,8 +197,7 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
 def redirect_output(log_path: str) -> None:
     """Training noise (Lightning, hivemind, p2pd) goes to a log file, not into the volunteer's console."""
-    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = open_append_fd(log_path)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)

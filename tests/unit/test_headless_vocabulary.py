@@ -1,0 +1,14 @@
+"""The headless line uses the dashboard's words for a contribution: computed, credited, local-only."""
+
+from __future__ import annotations
+
+from volunteer.headless import format_status
+from volunteer.stats import Snapshot, State
+
+
+def test_a_lone_peer_reads_as_computed_not_as_contributed_nothing() -> None:
+    line = format_status(
+        Snapshot(state=State.TRAINING, total_samples=295_168, swarm_samples=0, local_only_samples=289_536)
+    )
+    assert "credited 0, local-only 289,536 of 295,168 computed" in line
+    assert "contributed" not in line

@@ -1,4 +1,5 @@
-"""Print the image's dependency layer: pyproject's runtime dependencies, torch pinned to the installed build.
+"""Print the image's dependency layer: pyproject's runtime dependencies and its ``gpu`` extra, torch pinned to the
+installed build.
 
 Run by the Dockerfile before the source is copied, so that a change to the code does not reinstall the
 dependencies. The base image's torch is a CUDA build (``2.13.0+cu126``); left as ``torch>=2.4,<3``, a resolver
@@ -21,6 +22,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10; every image this runs in has 3.11 or newer
     tomllib = None  # type: ignore[assignment]
 
+IMAGE_EXTRA = "gpu"
+"""The optional-dependencies group the image installs besides the runtime dependencies."""
 PINNED = "torch"
 """The package the base image provides and pip must keep."""
 
@@ -81,7 +84,9 @@ def main(argv: Sequence[str]) -> int:
         print("error: reading pyproject.toml needs Python 3.11 or newer (tomllib)", file=sys.stderr)
         return 1
     with open(argv[0], "rb") as f:
-        dependencies = tomllib.load(f)["project"]["dependencies"]
+        project = tomllib.load(f)["project"]
+    # the image is the GPU client: it takes the gpu extra too (NVML for the dashboard's GPU utilisation)
+    dependencies = [*project["dependencies"], *project.get("optional-dependencies", {}).get(IMAGE_EXTRA, [])]
     print("\n".join(requirements(dependencies)))
     return 0
 

@@ -37,3 +37,12 @@ def test_lowest_versions_job_pins_every_direct_dependency_but_torch():
         [sys.executable, ".ci/lowest_constraints.py", "--build"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
     assert build == ["setuptools==77.0.3"]
+
+
+def test_the_image_installs_the_gpu_extra_for_nvml():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    gpu = pyproject["project"]["optional-dependencies"]["gpu"]
+    assert any(Requirement(line).name == "nvidia-ml-py" for line in gpu)
+    command = [sys.executable, "docker/requirements.py", "pyproject.toml"]
+    lines = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert set(gpu) <= set(lines)

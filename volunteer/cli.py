@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "attach": "tui.launch:attach_main",
     "demo": "tui.launch:demo_main",
     "doctor": "volunteer.doctor:main",
+    "status": "volunteer.status_command:main",
     "init": "volunteer.authoring.init:main",
     "check": "volunteer.authoring.check:main",
     "publish": "volunteer.authoring.publish:main",

@@ -2,7 +2,7 @@
 
     GET  /status            the latest Snapshot as JSON
     GET  /events?since=N    {"events": [...]} with seq > N, oldest first
-    GET  /metrics           the same figures in Prometheus text format
+    GET  /metrics           the same figures for Prometheus (volunteer/metrics.py), text or OpenMetrics
     POST /control           {"command": "pause" | "resume" | "stop" | "finish" | "trust"}
 
 It only reads snapshots and passes commands on: views never reach into training.
@@ -17,11 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client import CollectorRegistry
 
+from volunteer import metrics
 from volunteer.errors import ConfigError
-from volunteer.stats import Command, SnapshotSource, State, event_to_dict
+from volunteer.stats import Command, SnapshotSource, event_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class StatusServer:
 
     def __init__(self, source: SnapshotSource, host: str = "127.0.0.1", port: int = 0) -> None:
         self.source = source
-        handler = type("Handler", (_Handler,), {"source": source, "registry": _registry(source)})
+        handler = type("Handler", (_Handler,), {"source": source, "registry": metrics.registry(source)})
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as e:
@@ -93,7 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._json(200, {"events": [event_to_dict(e) for e in self.source.events_since(since)]})
         elif url.path == "/metrics":
-            self._send(200, generate_latest(self.registry), "text/plain; version=0.0.4; charset=utf-8")
+            self._send(200, *metrics.exposition(self.registry, self.headers.get("Accept")))
         else:
             self._json(404, {"error": f"no such path {url.path}; try /status, /events, /metrics or POST /control"})
 
@@ -111,65 +111,3 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.source.send(command)
         self._json(200, {"ok": True})
-
-
-def _registry(source: SnapshotSource) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(source))
-    return registry
-
-
-class _SnapshotCollector:
-    """Prometheus metrics computed from the latest snapshot at scrape time."""
-
-    def __init__(self, source: SnapshotSource) -> None:
-        self.source = source
-
-    def collect(self):
-        s = self.source.latest()
-        info = InfoMetricFamily("volunteer", "This client and its project")
-        info.add_metric(
-            [],
-            {
-                "peer_id": s.peer_id,
-                "nickname": s.nickname,
-                "project": s.project.name,
-                "repo": s.project.repo,
-                "revision": s.project.revision,
-                "run_id": s.project.run_id,
-                "device": s.device.name,
-            },
-        )
-        yield info
-        state = GaugeMetricFamily("volunteer_state", "1 for the current state", labels=["state"])
-        for value in State:
-            state.add_metric([value.value], 1.0 if s.state == value else 0.0)
-        yield state
-        gauges = {
-            "volunteer_session_samples": ("Samples computed in this session", s.session_samples),
-            "volunteer_session_steps": ("Local steps in this session", s.session_steps),
-            "volunteer_samples_total": ("Samples computed, all time", s.total_samples),
-            "volunteer_swarm_samples_total": ("Samples that went into swarm global steps, all time", s.swarm_samples),
-            "volunteer_local_only_samples_total": (
-                "Samples computed alone or out of sync, all time",
-                s.local_only_samples,
-            ),
-            "volunteer_samples_per_second": ("This peer's throughput", s.samples_per_second),
-            "volunteer_swarm_samples_per_second": ("The swarm's throughput", s.swarm_samples_per_second),
-            "volunteer_global_epoch": ("The swarm's global step", s.global_epoch),
-            "volunteer_local_epoch": ("This peer's global step", s.local_epoch),
-            "volunteer_peers": ("Peers in the swarm", s.num_peers),
-            "volunteer_samples_accumulated": ("Samples accumulated toward the next global step", s.samples_accumulated),
-            "volunteer_target_batch_size": ("Samples per global step", s.target_batch_size),
-            "volunteer_uptime_seconds": ("Seconds since this client started", s.uptime),
-            "volunteer_reconnects": ("Times this client reconnected to the swarm", s.reconnects),
-        }
-        optional = {
-            "volunteer_loss": ("Last training loss", s.loss),
-            "volunteer_loss_smoothed": ("Smoothed training loss", s.loss_smoothed),
-            "volunteer_learning_rate": ("Current learning rate", s.learning_rate),
-            "volunteer_eta_next_step_seconds": ("Estimated seconds to the next global step", s.eta_next_step),
-        }
-        for name, (doc, value) in {**gauges, **optional}.items():
-            if value is not None:
-                yield GaugeMetricFamily(name, doc, value=float(value))

@@ -1,0 +1,134 @@
+"""Prometheus metrics of a volunteer, computed from its latest snapshot at scrape time.
+
+Names follow Prometheus' conventions: counters end in ``_total`` (what only grows: samples, steps, reconnects),
+gauges carry no suffix but their base unit (``_seconds``), labels that describe the client sit on
+``volunteer_info``, and the process' own CPU, memory and file descriptors come as the standard ``process_*``
+metrics. ``docker/grafana-dashboard.json`` is built on exactly these names; a test checks it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
+from volunteer.stats import Snapshot, SnapshotSource, State
+
+COUNTERS = {
+    # name (without _total): help
+    "volunteer_samples": "Samples this client computed, all time",
+    "volunteer_swarm_samples": "Samples credited: they went into global steps the swarm took, all time",
+    "volunteer_local_only_samples": "Samples computed alone or out of sync, not credited, all time",
+    "volunteer_steps": "Local optimizer steps (batches), all time",
+    "volunteer_session_samples": "Samples computed since this client started",
+    "volunteer_session_steps": "Local optimizer steps since this client started",
+    "volunteer_reconnects": "Times this client lost the swarm and reconnected, since it started",
+}
+GAUGES = {
+    "volunteer_samples_per_second": "This client's throughput, samples per second",
+    "volunteer_swarm_samples_per_second": "The swarm's throughput, samples per second",
+    "volunteer_global_epoch": "The swarm's global step",
+    "volunteer_local_epoch": "The global step this client is at",
+    "volunteer_peers": "Peers in the swarm, this one included",
+    "volunteer_samples_accumulated": "Samples the swarm accumulated toward the next global step",
+    "volunteer_target_batch_size": "Samples per global step",
+    "volunteer_uptime_seconds": "Seconds since this client started",
+    "volunteer_loss": "Last training loss",
+    "volunteer_loss_smoothed": "Smoothed training loss",
+    "volunteer_learning_rate": "Current learning rate",
+    "volunteer_eta_next_step_seconds": "Estimated seconds to the next global step",
+}
+STATE = "volunteer_state"
+INFO = "volunteer"
+
+
+def _values(s: Snapshot) -> dict[str, float | int | None]:
+    return {
+        "volunteer_samples": s.total_samples,
+        "volunteer_swarm_samples": s.swarm_samples,
+        "volunteer_local_only_samples": s.local_only_samples,
+        "volunteer_steps": s.total_steps,
+        "volunteer_session_samples": s.session_samples,
+        "volunteer_session_steps": s.session_steps,
+        "volunteer_reconnects": s.reconnects,
+        "volunteer_samples_per_second": s.samples_per_second,
+        "volunteer_swarm_samples_per_second": s.swarm_samples_per_second,
+        "volunteer_global_epoch": s.global_epoch,
+        "volunteer_local_epoch": s.local_epoch,
+        "volunteer_peers": s.num_peers,
+        "volunteer_samples_accumulated": s.samples_accumulated,
+        "volunteer_target_batch_size": s.target_batch_size,
+        "volunteer_uptime_seconds": s.uptime,
+        "volunteer_loss": s.loss,
+        "volunteer_loss_smoothed": s.loss_smoothed,
+        "volunteer_learning_rate": s.learning_rate,
+        "volunteer_eta_next_step_seconds": s.eta_next_step,
+    }
+
+
+class SnapshotCollector:
+    """A Prometheus collector over a :class:`SnapshotSource`."""
+
+    def __init__(self, source: SnapshotSource) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.source.latest()
+        info = InfoMetricFamily(INFO, "This client and its project")
+        info.add_metric(
+            [],
+            {
+                "peer_id": s.peer_id,
+                "nickname": s.nickname,
+                "project": s.project.name,
+                "repo": s.project.repo,
+                "revision": s.project.revision,
+                "run_id": s.project.run_id,
+                "device": s.device.name,
+            },
+        )
+        yield info
+        state = GaugeMetricFamily(STATE, "1 for the client's current state, 0 for the others", labels=["state"])
+        for value in State:
+            state.add_metric([value.value], 1.0 if s.state == value else 0.0)
+        yield state
+        values = _values(s)
+        for name, doc in COUNTERS.items():
+            yield CounterMetricFamily(name, doc, value=float(values[name] or 0))
+        for name, doc in GAUGES.items():
+            value = values[name]
+            if value is not None:  # no loss before the first batch: absent, not 0
+                yield GaugeMetricFamily(name, doc, value=float(value))
+
+
+def registry(source: SnapshotSource) -> CollectorRegistry:
+    """The snapshot's metrics and this process' ``process_*`` metrics."""
+    result = CollectorRegistry(auto_describe=False)
+    result.register(SnapshotCollector(source))
+    ProcessCollector(registry=result)
+    return result
+
+
+def exposition(registry: CollectorRegistry, accept: str | None) -> tuple[bytes, str]:
+    """The metrics in the format the scraper asked for (``Accept``: OpenMetrics or Prometheus text)."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry), content_type
+
+
+def exported_names() -> set[str]:
+    """Every metric name a scrape can show, as PromQL sees it (counters with ``_total``)."""
+    return (
+        {f"{name}_total" for name in COUNTERS}
+        | set(GAUGES)
+        | {STATE, f"{INFO}_info"}
+        | {
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_virtual_memory_bytes",
+            "process_start_time_seconds",
+            "process_open_fds",
+            "process_max_fds",
+        }
+    )

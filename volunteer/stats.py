@@ -100,6 +100,34 @@ class LeaderboardEntry:
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """A long download under way: the project's files, or the model state loaded from peers."""
+
+    what: str
+    """What is being fetched, in a few words ("project files", "model state")."""
+    done_bytes: int = 0
+    total_bytes: int | None = None
+    """None until known; for the model state, an estimate (this peer's own copy of it)."""
+    bytes_per_second: float = 0.0
+    """Measured over the last few seconds."""
+    elapsed: float = 0.0
+    """Seconds since the transfer started."""
+
+    @property
+    def fraction(self) -> float | None:
+        if not self.total_bytes:
+            return None
+        return min(1.0, max(0.0, self.done_bytes / self.total_bytes))
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the current rate, or None when there is no total or no rate yet."""
+        if not self.total_bytes or self.bytes_per_second <= 0:
+            return None
+        return max(0.0, self.total_bytes - self.done_bytes) / self.bytes_per_second
+
+
+@dataclass(frozen=True)
 class Event:
     """Something that happened, for event logs (joined, state loaded, reconnecting, recovered, error)."""
 
@@ -149,6 +177,8 @@ class Snapshot:
     last_error: ErrorInfo | None = None
     join_addresses: tuple[str, ...] = ()
     """Addresses other peers can use to join through this one."""
+    transfer: Transfer | None = None
+    """A download under way (project files, model state), for a progress bar; None otherwise."""
     last_event_seq: int | None = None
     """``Event.seq`` of the newest event, so that a view asks for events only when there are new ones;
     None where the source does not say (a view then asks every time)."""
@@ -208,6 +238,8 @@ def _convert(cls: Any, name: str, value: Any) -> Any:
             return tuple(_from_mapping(LeaderboardEntry, v) for v in value)
         if name == "last_error":
             return _from_mapping(ErrorInfo, value)
+        if name == "transfer":
+            return _from_mapping(Transfer, value)
         if name == "join_addresses":
             return tuple(value)
     if cls is ProjectInfo and name == "files":

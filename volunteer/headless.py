@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -24,6 +25,8 @@ def format_status(s: Snapshot) -> str:
     if s.loss_smoothed is not None:
         parts.append(f"loss {s.loss_smoothed:.4f}")
     parts.append(f"credited {s.swarm_samples:,}, local-only {s.local_only_samples:,} of {s.total_samples:,} computed")
+    if s.transfer is not None:
+        parts.append(f"downloading {s.transfer.describe()}")
     return " | ".join(parts)
 
 
@@ -60,6 +63,7 @@ class HeadlessLog:
                 "swarm_samples": snapshot.swarm_samples,
                 "local_only_samples": snapshot.local_only_samples,
                 "total_samples": snapshot.total_samples,
+                "transfer": dataclasses.asdict(snapshot.transfer) if snapshot.transfer is not None else None,
             }
             self._write(json.dumps(data))
         else:

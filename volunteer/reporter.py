@@ -161,6 +161,7 @@ class Reporter(L.Callback):
     def send_stats(self) -> None:
         strategy = self.strategy
         progress = strategy.progress()
+        transfer = strategy.transfer()
         with self._lock:
             message = dict(
                 kind="stats",
@@ -176,6 +177,7 @@ class Reporter(L.Callback):
                 loss_smoothed=self.loss_smoothed,
                 learning_rate=self.lr,
                 progress=dataclasses.asdict(progress) if progress is not None else None,
+                transfer=dataclasses.asdict(transfer) if transfer is not None else None,
                 leaderboard=[dataclasses.asdict(e) for e in self._leaderboard.entries] if self._leaderboard else [],
             )
         self.worker.emit(**message)

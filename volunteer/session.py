@@ -37,6 +37,7 @@ from volunteer.stats import (
     ProjectInfo,
     Snapshot,
     State,
+    Transfer,
 )
 
 log = logging.getLogger(__name__)
@@ -267,6 +268,8 @@ class Session:
         process = ctx.Process(target=run_worker, args=(spec, outbox, commands), name="volunteer-worker")
         process.start()
         self._current, self._pending = Counters(), 0
+        self._stats.pop("transfer", None)  # a download the last worker had under way ended with it
+        self._publish(transfer=None)
         outcome: _Outcome | None = None
         stop_sent_at: float | None = None
         failed_at: float | None = None
@@ -430,6 +433,7 @@ class Session:
             eta_next_step=progress.get("eta_next_step"),
             swarm_samples_per_second=swarm_rate,
             leaderboard=leaderboard,
+            transfer=Transfer(**m["transfer"]) if m.get("transfer") else None,
         )
 
     def _publish(self, **changes: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -125,6 +126,26 @@ class Transfer:
         if not self.total_bytes or self.bytes_per_second <= 0:
             return None
         return max(0.0, self.total_bytes - self.done_bytes) / self.bytes_per_second
+
+    def describe(self) -> str:
+        """One line for every view: ``model state 12.3 of 45.0 MB (27%), 2.1 MB/s, 16 s left``."""
+        done = f"{self.what} {_megabytes(self.done_bytes)}"
+        if self.total_bytes:
+            done += f" of {_megabytes(self.total_bytes)} MB ({100 * (self.fraction or 0):.0f}%)"
+        else:
+            done += " MB"
+        parts = [done]
+        if self.bytes_per_second > 0:
+            parts.append(f"{_megabytes(self.bytes_per_second)} MB/s")
+        eta = self.eta
+        if eta is not None and math.isfinite(eta):
+            parts.append(f"{eta:.0f} s left" if eta < 120 else f"{eta / 60:.0f} min left")
+        return ", ".join(parts)
+
+
+def _megabytes(value: float) -> str:
+    megabytes = value / 1e6 if math.isfinite(value) else 0.0
+    return f"{megabytes:,.1f}"
 
 
 @dataclass(frozen=True)

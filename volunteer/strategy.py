@@ -34,6 +34,8 @@ from volunteer.constants import initial_peers_from_env
 from volunteer.errors import StrategyConfigError, SwarmError
 from volunteer.hivemind_patches import apply_hivemind_patches
 from volunteer.peers import parse_listen_addresses, parse_peers
+from volunteer.stats import Transfer
+from volunteer.transfer import TransferMeter, count_state_bytes, meter_state_loads
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +259,7 @@ class HivemindStrategy(Strategy):
         self._original_zero_grad: Callable | None = None
         self._resumed_optimizer_state: dict | None = None
         self._samples_contributed = 0
+        self._transfers = TransferMeter()
         self._pending_samples = 0
         self._swarm_samples = 0
         self._local_only_samples = 0
@@ -346,6 +349,10 @@ class HivemindStrategy(Strategy):
             f"  volunteer --project <id> --initial-peers {peers}",
         ]
         return "\n".join(lines)
+
+    def transfer(self) -> Transfer | None:
+        """The model state download under way (bytes, rate, ETA), or None."""
+        return self._transfers.snapshot()
 
     def progress(self) -> SwarmProgress | None:
         """The swarm's progress as this peer sees it, or ``None`` before training starts."""
@@ -496,6 +503,7 @@ class HivemindStrategy(Strategy):
         else:
             opt_arg, params = optimizer, None
         apply_hivemind_patches()  # before hivemind forks its averagers, which inherit it
+        count_state_bytes()  # likewise
         opt = hivemind.Optimizer(
             dht=self._dht,
             run_id=self.run_id,
@@ -509,6 +517,7 @@ class HivemindStrategy(Strategy):
             **self._optimizer_kwargs,
         )
         self._opt = opt
+        meter_state_loads(opt, self._transfers)
         if self.progress_report_interval > 0:
             tracker = opt.tracker
             waiting_on = tracker.should_report_progress

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import hashlib
 import inspect
 import logging
 import multiprocessing
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,12 @@ class TransferMeter:
         self._done = 0
         self._started = 0.0
         self._samples: list[tuple[float, int]] = []
+        self._source: Callable[[], int] | None = None
 
-    def start(self, what: str, total: int | None = None) -> None:
+    def start(self, what: str, total: int | None = None, done: Callable[[], int] | None = None) -> None:
+        """Begin a transfer; ``done``, if given, is asked for the bytes so far whenever a snapshot is taken."""
         with self._lock:
-            self._what, self._total, self._done = what, total, 0
+            self._what, self._total, self._done, self._source = what, total, 0, done
             self._started = time.monotonic()
             self._samples = [(self._started, 0)]
 
@@ -62,13 +65,16 @@ class TransferMeter:
 
     def set_done(self, done: int) -> None:
         with self._lock:
-            if self._what is None:
-                return
-            self._done = max(0, done)
-            now = time.monotonic()
-            self._samples.append((now, self._done))
-            while len(self._samples) > 2 and now - self._samples[1][0] > RATE_WINDOW:
-                self._samples.pop(0)
+            self._record(done)
+
+    def _record(self, done: int) -> None:
+        if self._what is None:
+            return
+        self._done = max(0, done)
+        now = time.monotonic()
+        self._samples.append((now, self._done))
+        while len(self._samples) > 2 and now - self._samples[1][0] > RATE_WINDOW:
+            self._samples.pop(0)
 
     def finish(self) -> None:
         with self._lock:
@@ -79,6 +85,8 @@ class TransferMeter:
         with self._lock:
             if self._what is None:
                 return None
+            if self._source is not None:
+                self._record(self._source())
             (t0, d0), d1 = self._samples[0], self._done
             now = time.monotonic()
             rate = (d1 - d0) / (now - t0) if now - t0 > 0.5 else 0.0
@@ -176,6 +184,23 @@ def count_state_bytes() -> bool:
     _wrapped = _counting(averager.aiter_with_timeout)
     averager.aiter_with_timeout = _wrapped
     return True
+
+
+def meter_state_loads(optimizer: Any, meter: TransferMeter) -> None:
+    """Show every state download of ``optimizer`` in ``meter``: the first one, and hivemind's own when this peer
+    has fallen behind (hivemind calls the instance's method, so the wrapper sees both)."""
+    load = optimizer.load_state_from_peers
+
+    @functools.wraps(load)
+    def metered(**kwargs: Any) -> Any:
+        base = state_bytes_received()
+        meter.start("model state", local_state_bytes(optimizer), done=lambda: state_bytes_received() - base)
+        try:
+            return load(**kwargs)
+        finally:
+            meter.finish()
+
+    optimizer.load_state_from_peers = metered
 
 
 def local_state_bytes(optimizer: Any) -> int | None:

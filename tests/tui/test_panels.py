@@ -237,3 +237,19 @@ async def test_the_leaderboard_is_rebuilt_only_when_what_it_shows_changes(monkey
         await pilot.pause()
         assert len(rebuilds) == shown + 1
         assert "121,000" in widget_text(app, "#leaderboard")
+
+
+async def test_a_download_under_way_shows_its_progress_in_the_header() -> None:
+    from volunteer.stats import Transfer
+
+    loading = snapshot().replace(
+        state=State.LOADING_STATE, transfer=Transfer("model state", 12_300_000, 45_000_000, 2_100_000.0, 6.0)
+    )
+    source = FakeSource([loading], events())
+    app = VolunteerApp(source, poll_interval=FAST)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_for(pilot, lambda: app.snapshot is not None, "the first snapshot")
+        await pilot.pause()
+        header = widget_text(app, "#header")
+        assert "model state 12.3 of 45.0 MB (27%), 2.1 MB/s, 16 s left" in header
+        assert "SYNCING" in header

@@ -78,5 +78,7 @@ class StatusHeader(Widget):
         badge = state_badge(snapshot.state, disconnected=self.disconnected)
         if self.finishing and snapshot.state not in (State.STOPPED, State.FAILED):
             badge = Text.assemble(("finishing after this step ", "italic"), badge)
+        if snapshot.transfer is not None:
+            badge = Text.assemble((snapshot.transfer.describe(), "cyan"), "  ", badge)
         bottom.add_row(peer, badge)
         return Group(top, bottom)

@@ -22,7 +22,6 @@ import math
 import os
 import threading
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -35,7 +34,7 @@ from hivemind.utils.crypto import RSAPrivateKey
 from hivemind.utils.timed_storage import get_dht_time
 
 from volunteer.errors import DataDirError
-from volunteer.stats import LeaderboardEntry
+from volunteer.stats import LeaderboardEntry, clean_text
 
 log = logging.getLogger(__name__)
 
@@ -151,26 +150,16 @@ def peer_id_of_subkey(subkey: bytes) -> str:
     keys = set(RSASignatureValidator._PUBLIC_KEY_RE.findall(subkey))
     if len(keys) != 1:
         raise ValueError("the sub-key does not name exactly one public key")
-    public_key = serialization.load_ssh_public_key(keys.pop())
+    try:
+        public_key = serialization.load_ssh_public_key(keys.pop())
+    except Exception as e:  # cryptography raises ValueError, or UnsupportedAlgorithm for an unknown key type
+        raise ValueError(f"the sub-key's public key cannot be read: {type(e).__name__}") from None
     if not isinstance(public_key, rsa.RSAPublicKey):
         raise ValueError("the sub-key's public key is not RSA")
     spki = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     encoded = crypto_pb2.PublicKey(key_type=crypto_pb2.RSA, data=spki).SerializeToString()
     digest = multihash.encode(hashlib.sha256(encoded).digest(), multihash.coerce_code("sha2-256"))
     return base58.b58encode(digest).decode()
-
-
-def clean_text(text: str, limit: int) -> str:
-    """``text`` without control, format or unassigned characters (no escape sequences, no bidi overrides),
-    whitespace runs made one space, cut to ``limit`` characters."""
-    kept = []
-    for char in text:
-        category = unicodedata.category(char)
-        if category.startswith("Z") or char in "\t\n\r":
-            kept.append(" ")
-        elif not category.startswith("C"):
-            kept.append(char)
-    return " ".join("".join(kept).split())[:limit]
 
 
 @dataclass(frozen=True)
@@ -254,9 +243,9 @@ def parse_entries(value: Any, own_peer_id: str, now: float | None = None) -> Lea
             break
         try:
             entries.append(_entry(subkey, getattr(item, "value", None), own_peer_id, now))
-        except ValueError as e:
+        except Exception as e:  # whatever is wrong with a record, it is dropped, never shown
             dropped += 1
-            log.debug("dropped a leaderboard record: %s", e)
+            log.debug("dropped a leaderboard record: %s: %s", type(e).__name__, e)
     entries.sort(key=lambda e: (-e.samples, e.peer_id))
     if len(entries) > MAX_ENTRIES:
         kept = entries[:MAX_ENTRIES]
@@ -280,7 +269,7 @@ def _entry(subkey: Any, data: Any, own_peer_id: str, now: float) -> LeaderboardE
         raise ValueError(f"its time is {record.time - now:+.0f} s from ours")
     return LeaderboardEntry(
         peer_id=signer,
-        nickname=clean_text(record.nickname, NICKNAME_CHARS),
+        nickname=_nickname(record.nickname),
         samples=record.samples,
         samples_per_second=record.samples_per_second,
         last_seen=record.time,
@@ -288,11 +277,15 @@ def _entry(subkey: Any, data: Any, own_peer_id: str, now: float) -> LeaderboardE
     )
 
 
+def _nickname(text: str) -> str:
+    return " ".join(clean_text(text).split())[:NICKNAME_CHARS]
+
+
 def make_record(peer_id: str, nickname: str, samples: int, samples_per_second: float) -> VolunteerRecord:
     speed = float(samples_per_second)
     return VolunteerRecord(
         peer_id=peer_id,
-        nickname=clean_text(nickname, NICKNAME_CHARS),
+        nickname=_nickname(nickname),
         samples=min(max(0, int(samples)), MAX_SAMPLES),
         samples_per_second=min(max(0.0, speed), MAX_SAMPLES_PER_SECOND) if math.isfinite(speed) else 0.0,
         time=float(time.time()),

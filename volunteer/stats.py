@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -256,6 +258,49 @@ def _convert(cls: Any, name: str, hint: str, value: Any) -> Any:
 
 
 _NESTED.update(ProjectInfo=ProjectInfo, DeviceInfo=DeviceInfo, ErrorInfo=ErrorInfo, LeaderboardEntry=LeaderboardEntry)
+
+
+def clean_text(text: object, limit: int | None = None, *, newlines: bool = False) -> str:
+    """Text from a project or a peer, made safe to show: never markup, never terminal control.
+
+    Control, format and unassigned characters go (escape sequences, bidi overrides, zero-width marks);
+    tabs and other whitespace become a space, and so do line breaks unless ``newlines``; the result is cut to
+    ``limit`` characters. Views still render it as plain text: brackets stay brackets.
+    """
+    if not isinstance(text, str):
+        text = str(text)
+    if limit is not None:
+        text = text[: limit * 4]  # the cleaning below can only shorten it; bound its work
+    kept = []
+    for char in text:
+        if char == "\n" and newlines:
+            kept.append(char)
+            continue
+        category = unicodedata.category(char)
+        if category[0] == "Z" or char in "\t\n\r\x0b\x0c":
+            kept.append(" ")
+        elif category[0] != "C":
+            kept.append(char)
+    cleaned = "".join(kept)
+    return cleaned[:limit] if limit is not None else cleaned
+
+
+MAX_JSON_INT = 2**63
+"""Integers at or beyond this size are written as null: no figure of ours can honestly be that large."""
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` (plain data) with what strict JSON cannot hold, or no reader expects, replaced by None:
+    non-finite floats and integers too large to be true."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if -MAX_JSON_INT < value < MAX_JSON_INT else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 class SnapshotSource(Protocol):

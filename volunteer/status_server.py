@@ -31,7 +31,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 
 from volunteer.control_token import same_token
 from volunteer.errors import ConfigError
-from volunteer.stats import Command, SnapshotSource, State, event_to_dict
+from volunteer.stats import Command, SnapshotSource, State, event_to_dict, json_safe
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _json(self, code: int, data: Any, **headers: str) -> None:
-        self._send(code, json.dumps(_finite(data), allow_nan=False).encode(), **headers)
+        self._send(code, json.dumps(json_safe(data), allow_nan=False).encode(), **headers)
 
     def _refuse(self, code: int, error: str, **headers: str) -> None:
         self.close_connection = True  # an unread body must not be taken for the next request
@@ -244,17 +244,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.source.send(command)
         self._json(200, {"ok": True})
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by None: JSON has no NaN or infinity."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _gauge(value: float) -> float:

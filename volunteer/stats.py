@@ -206,9 +206,16 @@ def _from_mapping(cls: Any, data: Mapping[str, Any]) -> Any:
         value = data[f.name]
         hint = hints[f.name]
         if value is None:
+            # JSON has no NaN or infinity: the status endpoint writes null for them
             if "None" in hint:
                 kwargs[f.name] = None
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            elif f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                pass  # the field's default
+            elif hint == "float":
+                kwargs[f.name] = math.nan
+            elif hint == "int":
+                kwargs[f.name] = 0
+            else:
                 raise ValueError(f"{cls.__name__}.{f.name} must not be null")
             continue
         kwargs[f.name] = _convert(cls, f.name, hint.replace(" | None", ""), value)
@@ -216,6 +223,7 @@ def _from_mapping(cls: Any, data: Mapping[str, Any]) -> Any:
 
 
 def _hints(cls: Any) -> dict[str, str]:
+    # the module has ``from __future__ import annotations``: every field's type is its annotation's text
     return {f.name: str(f.type) for f in dataclasses.fields(cls)}
 
 

@@ -109,4 +109,4 @@ async def test_nicknames_reach_the_screen_without_escape_sequences() -> None:
         cells = [cell.plain for cell in table.get_row_at(0)]
         assert cells[1].startswith("]0;pw")
         assert not any(ord(c) < 32 for cell in cells for c in cell)
-        assert "3 bad records dropped" in str(table.border_subtitle)
+        assert "3 records dropped" in str(table.border_subtitle)

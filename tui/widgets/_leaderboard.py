@@ -88,7 +88,7 @@ class Leaderboard(DataTable):
         me = next((rank for rank, entry in enumerate(entries, start=1) if entry.is_self), None)
         subtitle = f"you: #{me} of {len(entries)}" if me else f"{len(entries)} peers"
         if snapshot.leaderboard_dropped:
-            subtitle += f" · {fmt.count(snapshot.leaderboard_dropped)} bad records dropped"
+            subtitle += f" · {fmt.count(snapshot.leaderboard_dropped)} records dropped"
         self.border_subtitle = subtitle
 
     def _rebuild_columns(self) -> None:

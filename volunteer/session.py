@@ -127,15 +127,18 @@ class Session:
     def run(self) -> int:
         """Prepare the project and contribute until stopped; returns the exit status."""
         self._install_signal_handlers()
+        from volunteer.control_token import new_token, take_token_from_env
+
         server = None
-        token = None
+        token = take_token_from_env()  # out of the environment before any project code can inherit it
         if self.settings.status_port:
-            from volunteer.control_token import new_token, take_token_from_env
             from volunteer.status_server import StatusServer
 
-            token = take_token_from_env() or new_token()
+            token = token or new_token()
             server = StatusServer(self, "127.0.0.1", self.settings.status_port, token=token).start()
             self._write_token(token)
+        else:
+            token = None
         try:
             try:
                 self._prepare()

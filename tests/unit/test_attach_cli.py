@@ -60,3 +60,14 @@ def test_same_token():
     assert same_token("abc", "abc")
     assert not same_token("abd", "abc") and not same_token("", "abc") and not same_token(None, "abc")
     assert not same_token("é" * 10, "abc") and not same_token("x" * 300, "x" * 300)
+
+
+def test_the_session_takes_the_token_out_of_its_environment(monkeypatch):
+    import os
+
+    from volunteer.control_token import take_token_from_env
+
+    monkeypatch.setenv("VOLUNTEER_CONTROL_TOKEN", " handed-over ")
+    assert take_token_from_env() == "handed-over"
+    assert "VOLUNTEER_CONTROL_TOKEN" not in os.environ  # project code started later does not inherit it
+    assert take_token_from_env() is None

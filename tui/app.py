@@ -14,6 +14,7 @@ from textual.reactive import reactive
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from tui import format as fmt
 from tui.messages import (
     CommandFailed,
     EventsArrived,
@@ -227,8 +228,8 @@ class VolunteerApp(App[None]):
         self.query_one(Banner).error = error
         # A failed session gets the failure screen instead of a toast over it.
         if error is not None and error != self._notified_error and snapshot.state is not State.FAILED:
-            body = f"{error.message}\nhint: {error.hint}" if error.hint else error.message
-            self.notify(body, title="error", severity="error", timeout=8)
+            body = fmt.plain(error.message) + (f"\nhint: {fmt.plain(error.hint)}" if error.hint else "")
+            self.notify(body, title="error", severity="error", timeout=8, markup=False)
         self._notified_error = error
 
     def _follow_consent(self, snapshot: Snapshot) -> None:
@@ -281,7 +282,13 @@ class VolunteerApp(App[None]):
                 self.call_from_thread(self.exit)
 
     def on_command_failed(self, message: CommandFailed) -> None:
-        self.notify(message.error, title=f"could not {message.command.value}", severity="error", timeout=10)
+        self.notify(
+            fmt.plain(message.error),
+            title=f"could not {message.command.value}",
+            severity="error",
+            timeout=10,
+            markup=False,
+        )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one error boundary: a worker that raised becomes a readable message, never a traceback."""
@@ -299,7 +306,7 @@ class VolunteerApp(App[None]):
             )
             self.push_screen(self._failure_screen)
         else:
-            self.notify(str(error), title="command failed", severity="error", timeout=10)
+            self.notify(fmt.plain(error), title="command failed", severity="error", timeout=10, markup=False)
 
     # keys
 

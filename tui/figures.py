@@ -108,6 +108,11 @@ SECTIONS: tuple[Section, ...] = (
             Figure("Samples", "Samples the peer contributed to the swarm's global steps, all time."),
             Figure("Speed", "The peer's latest reported samples/s."),
             Figure("Seen", "How long before this snapshot the peer last published its record."),
+            Figure(
+                "records dropped",
+                "Peer records left off the board: forged, claiming another peer's id, with impossible "
+                "figures or a time far from ours, or beyond the 100 entries shown.",
+            ),
         ),
     ),
     Section(

@@ -1,10 +1,17 @@
-"""Plain-text formatting of snapshot figures, shared by widgets, screens and tests."""
+"""Plain-text formatting of snapshot figures, shared by widgets, screens and tests.
+
+Every helper takes whatever a snapshot may hold, NaN, infinities, negative and absurdly large values
+included, and answers a short string: a dashboard must never be crashed by data. Text from a project or a
+peer goes through :func:`plain` and is shown as ``rich.text.Text``, never parsed as markup.
+"""
 
 from __future__ import annotations
 
 import math
 
-from volunteer.stats import DeviceInfo, ProjectInfo, State
+from rich.text import Text
+
+from volunteer.stats import DeviceInfo, ProjectInfo, State, clean_text
 
 STATE_LABELS: dict[State, str] = {
     State.STARTING: "starting",
@@ -24,36 +31,78 @@ STATE_LABELS: dict[State, str] = {
 NO_VALUE = "—"
 
 
-def count(value: int) -> str:
+MAX_TEXT = 2000
+"""Characters of one text from a project or a peer shown at most (an error message, a file name)."""
+
+HUGE = 10**15
+"""Counts at or beyond this are shown as ``≥1e15``: none is real (see ``volunteer.leaderboard``)."""
+
+LONG = 9999 * 86400
+"""Durations at or beyond this are shown as ``>9999d``."""
+
+
+def _number(value: object) -> float | int | None:
+    """``value`` as a number, or None when it is not one (None, NaN, a string...)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def count(value: int | float | None) -> str:
     """An integer count with thousands separators, compacted above ten million."""
-    if abs(value) >= 10_000_000_000:
-        return f"{value / 1e9:.1f}G"
-    if abs(value) >= 10_000_000:
-        return f"{value / 1e6:.1f}M"
-    return f"{value:,}"
+    number = _number(value)
+    if number is None:
+        return NO_VALUE
+    if isinstance(number, float):
+        if math.isinf(number):
+            return "∞" if number > 0 else "-∞"
+        number = int(number)
+    if abs(number) >= HUGE:
+        return "≥1e15" if number > 0 else "≤-1e15"
+    if abs(number) >= 10_000_000_000:
+        return f"{number / 1e9:.1f}G"
+    if abs(number) >= 10_000_000:
+        return f"{number / 1e6:.1f}M"
+    return f"{number:,}"
 
 
 def rate(value: float | None) -> str:
     """A rate per second, with one decimal below a thousand."""
-    if value is None:
+    number = _number(value)
+    if number is None:
         return NO_VALUE
-    if value >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.1f}"
+    if math.isinf(number):
+        return "∞" if number > 0 else "-∞"
+    if abs(number) >= 1e12:
+        return f"{number:.2g}"
+    if number >= 1000:
+        return f"{number:,.0f}"
+    return f"{number:.1f}"
 
 
 def loss(value: float | None) -> str:
-    """A loss value with four significant digits."""
-    if value is None:
+    """A loss value with four significant digits (``nan`` and ``inf`` as such: a diverged run shows it)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    number = _number(value)
+    if number is None:
         return NO_VALUE
-    return f"{value:.4g}"
+    try:
+        return f"{number:.4g}"
+    except OverflowError:  # an int too large for a float
+        return "≥1e308" if number > 0 else "≤-1e308"
 
 
 def duration(seconds: float | None) -> str:
     """A compact duration: ``42s``, ``3m05s``, ``1h02m``, ``2d03h``."""
-    if seconds is None or not math.isfinite(seconds):
+    number = _number(seconds)
+    if number is None or not math.isfinite(number):
         return NO_VALUE
-    total = max(0, int(seconds))
+    if number >= LONG:
+        return ">9999d"
+    total = max(0, int(number))
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
@@ -68,17 +117,33 @@ def duration(seconds: float | None) -> str:
 
 def ago(seconds: float) -> str:
     """How long ago something was seen, coarsely; derived from snapshot times, never the wall clock."""
-    if seconds < 2:
+    number = _number(seconds)
+    if number is None or not math.isfinite(number):
+        return NO_VALUE
+    if number < 2:
         return "now"
-    whole = int(seconds)
+    if number >= LONG:
+        return ">9999d ago"
+    whole = int(number)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if whole >= size:
             return f"{whole // size}{unit} ago"
     return f"{whole}s ago"
 
 
+def plain(text: object, limit: int = MAX_TEXT, *, newlines: bool = False) -> str:
+    """Text from a project or a peer, safe to show: see :func:`volunteer.stats.clean_text`."""
+    return clean_text(text, limit, newlines=newlines)
+
+
+def text(value: object, style: str = "", limit: int = MAX_TEXT, *, newlines: bool = False) -> Text:
+    """Text from a project or a peer as a ``rich.text.Text``: shown as it is, brackets and all."""
+    return Text(plain(value, limit, newlines=newlines), style=style)
+
+
 def short_id(peer_id: str) -> str:
     """A libp2p peer id shortened the way people quote them: ``QmYy…hx5N``."""
+    peer_id = plain(peer_id, 200)
     if len(peer_id) <= 12:
         return peer_id
     return f"{peer_id[:4]}…{peer_id[-4:]}"
@@ -86,22 +151,26 @@ def short_id(peer_id: str) -> str:
 
 def repo_at_sha(project: ProjectInfo) -> str:
     """``repo@abc1234``, or the bare repo for local and built-in projects without a sha."""
-    repo = project.repo or NO_VALUE
+    repo = plain(project.repo, 200) or NO_VALUE
     if project.revision:
-        return f"{repo}@{project.revision[:7]}"
+        return f"{repo}@{plain(project.revision[:7])}"
     return repo
 
 
 def gigabytes(megabytes: float, decimals: int = 1) -> str:
     """Memory in GB (the unit GPU spec sheets use)."""
-    return f"{megabytes / 1024:.{decimals}f}"
+    number = _number(megabytes)
+    if number is None or not math.isfinite(number) or abs(number) >= 1e15:
+        return NO_VALUE
+    return f"{number / 1024:.{decimals}f}"
 
 
 def device_line(device: DeviceInfo) -> str:
     """The device name, with memory use and utilisation when the device reports them."""
-    parts = [device.name or device.kind.upper()]
+    parts = [plain(device.name, 200) or plain(device.kind, 20).upper()]
     if device.memory_used_mb is not None and device.memory_total_mb:
         parts.append(f"{gigabytes(device.memory_used_mb)}/{gigabytes(device.memory_total_mb, 0)} GB")
-    if device.utilization is not None:
-        parts.append(f"{device.utilization:.0f}% util")
+    utilization = _number(device.utilization)
+    if utilization is not None and math.isfinite(utilization) and abs(utilization) < 1e6:
+        parts.append(f"{utilization:.0f}% util")
     return " · ".join(parts)

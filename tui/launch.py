@@ -11,7 +11,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
+from volunteer.constants import CONTROL_TOKEN_ENV
+from volunteer.control_token import new_token
 from volunteer.datadir import DataDir
 from volunteer.errors import VolunteerError
 from volunteer.logfiles import open_append_fd
@@ -36,11 +39,16 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 class ChildSession:
-    """A headless ``volunteer`` child with its own status endpoint; stopped (and reaped) on exit."""
+    """A headless ``volunteer`` child with its own status endpoint; stopped (and reaped) on exit.
+
+    The child's control token is chosen here and handed over in its environment, so the dashboard can
+    send commands without waiting for the token file (which ``volunteer attach`` reads).
+    """
 
     def __init__(self, argv: Sequence[str], log_path: str, *, interactive: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.token = new_token()
         self.log_path = log_path
         self._log = os.fdopen(open_append_fd(log_path), "ab")
         args = [sys.executable, "-m", "volunteer", *argv, "--headless", "--status-port", str(self.port)]
@@ -49,9 +57,15 @@ class ChildSession:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, INTERACTIVE_CHILD_ENV: "1" if interactive else "0"},
+            env={**os.environ, INTERACTIVE_CHILD_ENV: "1" if interactive else "0", CONTROL_TOKEN_ENV: self.token},
             preexec_fn=_die_with_parent,
         )
+
+    def client(self):
+        """A status client for this child, with its control token."""
+        from volunteer.status_client import StatusClient
+
+        return StatusClient(self.url, token=self.token)
 
     def wait_ready(self, client, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -74,7 +88,7 @@ class ChildSession:
 
     def stop(self, client=None) -> int | None:
         if self.process.poll() is None and client is not None:
-            with contextlib.suppress(ConnectionError, OSError):
+            with contextlib.suppress(ConnectionError, ValueError, OSError):
                 client.send(Command.STOP)
         if self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -92,11 +106,10 @@ class ChildSession:
 def run_with_dashboard(argv: Sequence[str], settings: Settings) -> int:
     """``volunteer --project X`` on a terminal: headless child plus dashboard; quitting stops the child."""
     from tui import run_tui
-    from volunteer.status_client import StatusClient
 
     data_dir = DataDir.open(settings.data_dir)
     child = ChildSession(argv, str(data_dir.root / "logs" / "session.log"))
-    client = StatusClient(child.url)
+    client = child.client()
     try:
         child.wait_ready(client)
         code = run_tui(client)
@@ -118,24 +131,58 @@ def attach_main(argv: Sequence[str]) -> int:
         default=f"http://127.0.0.1:{DEFAULT_STATUS_PORT}",
         help="the status endpoint (default: %(default)s)",
     )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="the running volunteer's data directory, where its control token is (default: VOLUNTEER_HOME, "
+        "else ~/.local/share/volunteer)",
+    )
     args = parser.parse_args(list(argv))
-    client = StatusClient(normalize_url(args.url))
+    try:
+        url = normalize_url(args.url)
+    except ValueError as e:
+        raise VolunteerError(
+            f"cannot attach to {args.url!r}: {e}",
+            f"pass the status endpoint as host:port or http://host:port, e.g. volunteer attach "
+            f"127.0.0.1:{DEFAULT_STATUS_PORT}",
+        ) from None
+    client = StatusClient(url, token=find_control_token(args.data_dir))
     try:
         client.latest()
     except ConnectionError:
         raise VolunteerError(
-            f"no volunteer answers at {args.url}",
+            f"no volunteer answers at {url}",
             "start one with 'volunteer --headless' (its status endpoint is on by default), pass its URL, or in "
             "Docker run: docker exec -it <container> volunteer attach",
         ) from None
+    except ValueError as e:
+        raise VolunteerError(
+            f"{url} does not answer as a volunteer status endpoint: {e}",
+            "pass the URL of a running volunteer's status endpoint (its --status-port on 127.0.0.1)",
+        ) from None
     return run_tui(client, attach=True)
+
+
+def find_control_token(data_dir: str | None) -> str | None:
+    """The control token for ``attach``: ``VOLUNTEER_CONTROL_TOKEN``, else the data directory's token file.
+
+    Without one the dashboard still shows the session, but the session refuses its commands.
+    """
+    from volunteer.constants import env
+    from volunteer.control_token import read_token
+    from volunteer.datadir import default_data_dir
+
+    given = env(CONTROL_TOKEN_ENV)
+    if given:
+        return given.strip()
+    root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    return read_token(root / "control.token")
 
 
 def demo_main(argv: Sequence[str]) -> int:
     """``volunteer demo [--peers N]``: a whole swarm of the demo project on this machine, no network needed."""
     from tui import run_tui
     from volunteer.settings import ArgumentParser
-    from volunteer.status_client import StatusClient
 
     parser = ArgumentParser(prog="volunteer demo", description=demo_main.__doc__)
     parser.add_argument("--peers", type=int, default=3, help="volunteers in the swarm, this one included (1-8)")
@@ -162,13 +209,13 @@ def demo_main(argv: Sequence[str]) -> int:
         if address:
             you += ["--initial-peers", address]
         foreground = ChildSession(you, str(root / "logs" / "you.log"))
-        client = StatusClient(foreground.url)
+        client = foreground.client()
         foreground.wait_ready(client)
         return run_tui(client)
     finally:
         for child in [c for c in [foreground] if c is not None] + background:
-            with contextlib.suppress(ConnectionError, OSError):
-                StatusClient(child.url).send(Command.STOP)
+            with contextlib.suppress(ConnectionError, ValueError, OSError):
+                child.client().send(Command.STOP)
         if foreground is not None:
             foreground.stop(client)
         for child in background:
@@ -176,9 +223,7 @@ def demo_main(argv: Sequence[str]) -> int:
 
 
 def _first_address(child: ChildSession) -> str:
-    from volunteer.status_client import StatusClient
-
-    client = StatusClient(child.url)
+    client = child.client()
     child.wait_ready(client)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:

@@ -8,6 +8,8 @@ INITIAL_PEERS_ENV = "INITIAL_PEERS"
 ENV_PREFIX = "VOLUNTEER_"
 DEFAULT_STATUS_PORT = 8471
 """The status endpoint's port on 127.0.0.1, shared by the client, ``volunteer attach`` and the health check."""
+CONTROL_TOKEN_ENV = ENV_PREFIX + "CONTROL_TOKEN"
+"""The status endpoint's control token: set by the dashboard for the session it starts, or for ``attach``."""
 
 
 def env(name: str, default: str | None = None) -> str | None:

@@ -118,6 +118,11 @@ class DataDir:
         return self.root / "ledger" / f"{safe_name(run_id)}.json"
 
     @property
+    def control_token_file(self) -> Path:
+        """The running session's control token (see :mod:`volunteer.control_token`)."""
+        return self.root / "control.token"
+
+    @property
     def lock_file(self) -> Path:
         return self.root / "volunteer.lock"
 

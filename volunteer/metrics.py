@@ -8,6 +8,7 @@ metrics. ``docker/grafana-dashboard.json`` is built on exactly these names; a te
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -39,9 +40,19 @@ GAUGES = {
     "volunteer_loss_smoothed": "Smoothed training loss",
     "volunteer_learning_rate": "Current learning rate",
     "volunteer_eta_next_step_seconds": "Estimated seconds to the next global step",
+    "volunteer_leaderboard_dropped": "Peer records left off the latest leaderboard: invalid, forged or beyond the "
+    "entries kept",
 }
 STATE = "volunteer_state"
 INFO = "volunteer"
+
+
+def _number(value: float) -> float:
+    """A figure as Prometheus holds it; an integer too large for a float is +/-inf, not a crashed scrape."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _values(s: Snapshot) -> dict[str, float | int | None]:
@@ -65,6 +76,7 @@ def _values(s: Snapshot) -> dict[str, float | int | None]:
         "volunteer_loss_smoothed": s.loss_smoothed,
         "volunteer_learning_rate": s.learning_rate,
         "volunteer_eta_next_step_seconds": s.eta_next_step,
+        "volunteer_leaderboard_dropped": s.leaderboard_dropped,
     }
 
 
@@ -96,11 +108,11 @@ class SnapshotCollector:
         yield state
         values = _values(s)
         for name, doc in COUNTERS.items():
-            yield CounterMetricFamily(name, doc, value=float(values[name] or 0))
+            yield CounterMetricFamily(name, doc, value=_number(values[name] or 0))
         for name, doc in GAUGES.items():
             value = values[name]
             if value is not None:  # no loss before the first batch: absent, not 0
-                yield GaugeMetricFamily(name, doc, value=float(value))
+                yield GaugeMetricFamily(name, doc, value=_number(value))
 
 
 def registry(source: SnapshotSource) -> CollectorRegistry:

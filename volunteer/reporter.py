@@ -179,6 +179,7 @@ class Reporter(L.Callback):
                 progress=dataclasses.asdict(progress) if progress is not None else None,
                 transfer=dataclasses.asdict(transfer) if transfer is not None else None,
                 leaderboard=[dataclasses.asdict(e) for e in self._leaderboard.entries] if self._leaderboard else [],
+                leaderboard_dropped=self._leaderboard.dropped if self._leaderboard else 0,
             )
         self.worker.emit(**message)
 

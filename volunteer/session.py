@@ -128,11 +128,18 @@ class Session:
     def run(self) -> int:
         """Prepare the project and contribute until stopped; returns the exit status."""
         self._install_signal_handlers()
+        from volunteer.control_token import new_token, take_token_from_env
+
         server = None
+        token = take_token_from_env()  # out of the environment before any project code can inherit it
         if self.settings.status_port:
             from volunteer.status_server import StatusServer
 
-            server = StatusServer(self, "127.0.0.1", self.settings.status_port).start()
+            token = token or new_token()
+            server = StatusServer(self, "127.0.0.1", self.settings.status_port, token=token).start()
+            self._write_token(token)
+        else:
+            token = None
         try:
             try:
                 self._prepare()
@@ -147,6 +154,22 @@ class Session:
         finally:
             if server is not None:
                 server.stop()
+            if token is not None:
+                from volunteer.control_token import remove_token
+
+                remove_token(self.data_dir, token)
+
+    def _write_token(self, token: str) -> None:
+        from volunteer.control_token import write_token
+        from volunteer.errors import DataDirError
+
+        try:
+            write_token(self.data_dir, token)
+        except OSError as e:
+            raise DataDirError(
+                f"cannot write the control token {str(self.data_dir.control_token_file)!r}: {e.strerror or e}",
+                "fix the data directory's permissions (--data-dir / VOLUNTEER_HOME), or pass --status-port 0",
+            ) from None
 
     def _prepare(self) -> None:
         from volunteer.project import prepare_project
@@ -225,14 +248,24 @@ class Session:
             backoff = min(backoff * 2, MAX_BACKOFF)
 
     def _recollect_peers(self, previous: tuple[str, ...]) -> tuple[str, ...]:
-        """Re-read the peer sources (flag, environment, project file, URL, cache)."""
+        """Re-read the peer sources (flag, environment, project file, URL, cache); keep ``previous`` on failure.
+
+        A running client must never die here, whatever a peers URL answers: every failure is a warning.
+        """
         try:
             from volunteer.project import collect_project_peers
 
-            return tuple(collect_project_peers(self.prepared.project, self.settings, self.data_dir).addresses)
+            peers = collect_project_peers(self.prepared.project, self.settings, self.data_dir)
         except VolunteerError as e:
             self.event("warning", f"could not re-read the peer list: {e.message}")
             return previous
+        except Exception as e:
+            log.warning("re-reading the peer list failed", exc_info=True)
+            self.event("warning", f"could not re-read the peer list: {type(e).__name__}: {e}")
+            return previous
+        for warning in peers.warnings:
+            self.event("warning", warning)
+        return tuple(peers.addresses) or previous
 
     # -- one training process ----------------------------------------------------------------------------
 
@@ -434,6 +467,7 @@ class Session:
             swarm_samples_per_second=swarm_rate,
             leaderboard=leaderboard,
             transfer=Transfer(**m["transfer"]) if m.get("transfer") else None,
+            leaderboard_dropped=m.get("leaderboard_dropped", 0),
         )
 
     def _publish(self, **changes: Any) -> None:

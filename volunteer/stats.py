@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import math
 import time
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -195,6 +196,8 @@ class Snapshot:
     swarm_samples_per_second: float = 0.0
     eta_next_step: float | None = None
     leaderboard: tuple[LeaderboardEntry, ...] = ()
+    leaderboard_dropped: int = 0
+    """Peer records left off the latest leaderboard: invalid, forged or beyond the entries kept."""
     last_error: ErrorInfo | None = None
     join_addresses: tuple[str, ...] = ()
     """Addresses other peers can use to join through this one."""
@@ -210,7 +213,14 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
-        """Rebuild a snapshot from :meth:`to_dict` output; unknown keys are ignored (newer servers)."""
+        """Rebuild a snapshot from :meth:`to_dict` output; unknown keys are ignored (newer servers).
+
+        Every value must have its field's type (an int may stand for a float; null leaves a field that cannot
+        be None at its default), so a view never meets a value of a type it does not expect.
+
+        Raises:
+            ValueError: A value of the wrong type, or an unknown state.
+        """
         return _from_mapping(cls, data)
 
     def replace(self, **changes: Any) -> Snapshot:
@@ -236,35 +246,124 @@ def _to_jsonable(value: Any) -> Any:
 
 
 def _from_mapping(cls: Any, data: Mapping[str, Any]) -> Any:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"expected an object for {cls.__name__}, got {type(data).__name__}")
+    hints = _hints(cls)
     kwargs: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
             continue
         value = data[f.name]
-        kwargs[f.name] = _convert(cls, f.name, value)
+        hint = hints[f.name]
+        if value is None:
+            # JSON has no NaN or infinity: the status endpoint writes null for them
+            if "None" in hint:
+                kwargs[f.name] = None
+            elif f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                pass  # the field's default
+            elif hint == "float":
+                kwargs[f.name] = math.nan
+            elif hint == "int":
+                kwargs[f.name] = 0
+            else:
+                raise ValueError(f"{cls.__name__}.{f.name} must not be null")
+            continue
+        kwargs[f.name] = _convert(cls, f.name, hint.replace(" | None", ""), value)
     return cls(**kwargs)
 
 
-def _convert(cls: Any, name: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if cls is Snapshot:
-        if name == "state":
-            return State(value)
-        if name == "project":
-            return _from_mapping(ProjectInfo, value)
-        if name == "device":
-            return _from_mapping(DeviceInfo, value)
-        if name == "leaderboard":
-            return tuple(_from_mapping(LeaderboardEntry, v) for v in value)
-        if name == "last_error":
-            return _from_mapping(ErrorInfo, value)
-        if name == "transfer":
-            return _from_mapping(Transfer, value)
-        if name == "join_addresses":
-            return tuple(value)
-    if cls is ProjectInfo and name == "files":
-        return tuple(value)
+def _hints(cls: Any) -> dict[str, str]:
+    # the module has ``from __future__ import annotations``: every field's type is its annotation's text
+    return {f.name: str(f.type) for f in dataclasses.fields(cls)}
+
+
+_NESTED: dict[str, Any] = {}
+
+
+def _convert(cls: Any, name: str, hint: str, value: Any) -> Any:
+    where = f"{cls.__name__}.{name}"
+    if hint == "State":
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a state name")
+        return State(value)
+    if hint in _NESTED:
+        return _from_mapping(_NESTED[hint], value)
+    if hint.startswith("tuple["):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where} must be a list")
+        item = hint[len("tuple[") : -len(", ...]")]
+        return tuple(_convert(cls, name, item, v) for v in value)
+    if hint == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{where} must be an integer, got {type(value).__name__}")
+        return value
+    if hint == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where} must be a number, got {type(value).__name__}")
+        try:
+            return float(value)
+        except OverflowError:
+            return float("inf") if value > 0 else float("-inf")
+    if hint == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must be a string, got {type(value).__name__}")
+        return value
+    if hint == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false")
+        return value
+    raise TypeError(f"{where}: no conversion for {hint}")  # a field added without one: a bug, not bad data
+
+
+_NESTED.update(
+    ProjectInfo=ProjectInfo,
+    DeviceInfo=DeviceInfo,
+    ErrorInfo=ErrorInfo,
+    LeaderboardEntry=LeaderboardEntry,
+    Transfer=Transfer,
+)
+
+
+def clean_text(text: object, limit: int | None = None, *, newlines: bool = False) -> str:
+    """Text from a project or a peer, made safe to show: never markup, never terminal control.
+
+    Control, format and unassigned characters go (escape sequences, bidi overrides, zero-width marks);
+    tabs and other whitespace become a space, and so do line breaks unless ``newlines``; the result is cut to
+    ``limit`` characters. Views still render it as plain text: brackets stay brackets.
+    """
+    if not isinstance(text, str):
+        text = str(text)
+    if limit is not None:
+        text = text[: limit * 4]  # the cleaning below can only shorten it; bound its work
+    kept = []
+    for char in text:
+        if char == "\n" and newlines:
+            kept.append(char)
+            continue
+        category = unicodedata.category(char)
+        if category[0] == "Z" or char in "\t\n\r\x0b\x0c":
+            kept.append(" ")
+        elif category[0] != "C":
+            kept.append(char)
+    cleaned = "".join(kept)
+    return cleaned[:limit] if limit is not None else cleaned
+
+
+MAX_JSON_INT = 2**63
+"""Integers at or beyond this size are written as null: no figure of ours can honestly be that large."""
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` (plain data) with what strict JSON cannot hold, or no reader expects, replaced by None:
+    non-finite floats and integers too large to be true."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if -MAX_JSON_INT < value < MAX_JSON_INT else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
     return value
 
 

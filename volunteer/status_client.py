@@ -1,8 +1,9 @@
 """A :class:`~volunteer.stats.SnapshotSource` over HTTP: how ``volunteer attach`` reads a headless session.
 
 The status API: ``GET /status`` answers ``Snapshot.to_dict()``; ``GET /events?since=<seq>`` answers
-``{"events": [...]}``; ``POST /control`` with ``{"command": "<Command value>"}`` answers 200 ``{"ok": true}``
-or 400 ``{"error": "..."}``. Network failures raise ``ConnectionError`` naming the URL.
+``{"events": [...]}``; ``POST /control`` with ``{"command": "<Command value>"}`` and the session's token in
+``Authorization: Bearer <token>`` answers 200 ``{"ok": true}``, 400 ``{"error": "..."}`` for a bad command,
+or 401 without the right token. Network failures raise ``ConnectionError`` naming the URL.
 """
 
 from __future__ import annotations
@@ -21,28 +22,40 @@ DEFAULT_PORT = DEFAULT_STATUS_PORT
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 
 
+class ControlRefused(ValueError):
+    """The session refused a command for want of its control token (HTTP 401 or 403)."""
+
+
 def normalize_url(url: str | None) -> str:
     """A base URL from what a person types: ``None``, ``host``, ``host:port`` or a full ``http://`` URL.
 
     Missing parts default to ``http``, 127.0.0.1 and port 8471; a trailing slash is dropped.
 
     Raises:
-        ValueError: The URL has a scheme other than http or https.
+        ValueError: The URL has a scheme other than http or https, or is not a URL at all.
     """
     url = (url or "").strip()
     if not url:
         return DEFAULT_URL
     if "://" not in url:
         url = f"http://{url}"
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
+    try:
+        parts = urlsplit(url)
+        scheme, host, port = parts.scheme, parts.hostname, parts.port
+    except ValueError as error:
+        raise ValueError(f"status URL {url!r} is not a URL: {error}") from None
+    if scheme not in ("http", "https"):
         raise ValueError(f"status URL {url!r} must start with http:// or https://")
-    host = parts.hostname or DEFAULT_HOST
+    if parts.netloc and not host:
+        raise ValueError(f"status URL {url!r} names no host")
+    if any(ord(c) < 33 or c in '\\"<>^`{|}' for c in url):
+        raise ValueError(f"status URL {url!r} contains characters a URL cannot")
+    host = host or DEFAULT_HOST
     if ":" in host:
         host = f"[{host}]"
-    port = parts.port or (DEFAULT_PORT if parts.scheme == "http" else 443)
+    port = port or (DEFAULT_PORT if scheme == "http" else 443)
     path = parts.path.rstrip("/")
-    return f"{parts.scheme}://{host}:{port}{path}"
+    return f"{scheme}://{host}:{port}{path}"
 
 
 class StatusClient:
@@ -54,12 +67,16 @@ class StatusClient:
     Args:
         base_url: The endpoint, e.g. ``http://127.0.0.1:8471``; see :func:`normalize_url`.
         timeout: Seconds to wait for each answer.
+        token: The session's control token (:mod:`volunteer.control_token`); without it, snapshots and events
+            can be read but commands are refused.
     """
 
-    def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 2.0) -> None:
+    def __init__(self, base_url: str = DEFAULT_URL, timeout: float = 2.0, *, token: str | None = None) -> None:
         self.base_url = normalize_url(base_url)
         self.timeout = timeout
+        self.token = token
         self._session = requests.Session()
+        self._session.trust_env = False  # a proxy from the environment must never see a loopback request
         self._lock = threading.Lock()
 
     def latest(self) -> Snapshot:
@@ -98,9 +115,11 @@ class StatusClient:
 
         Raises:
             ConnectionError: The endpoint cannot be reached or answered with a server error.
+            ControlRefused: The session refused the command for want of its token (401, 403).
             ValueError: The session refused the command (400).
         """
-        self._request("POST", "/control", json={"command": Command(command).value})
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self._request("POST", "/control", json={"command": Command(command).value}, headers=headers)
 
     def close(self) -> None:
         """Close the keep-alive connection."""
@@ -130,6 +149,13 @@ class StatusClient:
             ) from error
         if response.status_code == 400:
             raise ValueError(f"{url} refused the request: {_error_text(response)}")
+        if response.status_code in (401, 403) and method == "POST":
+            raise ControlRefused(
+                f"the session refused the command: {_error_text(response)}"
+                if self.token
+                else "the session accepts commands only with its control token, and none was found: run this "
+                "as the user that started the volunteer, with the same --data-dir"
+            )
         if not response.ok:
             raise ConnectionError(
                 f"the volunteer status endpoint at {url} answered {response.status_code}: {_error_text(response)}"

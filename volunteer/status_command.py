@@ -10,12 +10,11 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from volunteer.errors import VolunteerError
 from volunteer.healthcheck import UNHEALTHY_STATES
 from volunteer.settings import ArgumentParser
-from volunteer.stats import Snapshot
+from volunteer.stats import Snapshot, json_safe
 from volunteer.status_client import DEFAULT_URL, StatusClient, normalize_url
 
 EXIT_UNHEALTHY = 1
@@ -25,17 +24,6 @@ def _number(value: float | None, digits: int = 0) -> str:
     if value is None or not math.isfinite(value):
         return "-"
     return f"{value:,.{digits}f}"
-
-
-def _finite(value: Any) -> Any:
-    """The snapshot as strict JSON: a non-finite number (which JSON cannot hold) becomes null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
 
 
 def report(s: Snapshot, now: float | None = None) -> str:
@@ -101,7 +89,7 @@ def main(argv: Sequence[str]) -> int:
         except ValueError as e:
             raise VolunteerError(str(e), "check the URL: it must be a volunteer's status endpoint") from None
     if args.json:
-        print(json.dumps(_finite(snapshot.to_dict()), indent=2, sort_keys=True))
+        print(json.dumps(json_safe(snapshot.to_dict()), indent=2, sort_keys=True, allow_nan=False))
     else:
         print(report(snapshot))
     return EXIT_UNHEALTHY if snapshot.state.value in UNHEALTHY_STATES else 0

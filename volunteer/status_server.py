@@ -4,43 +4,89 @@
     GET  /events?since=N    {"events": [...]} with seq > N, oldest first
     GET  /metrics           the same figures for Prometheus (volunteer/metrics.py), text or OpenMetrics
     POST /control           {"command": "pause" | "resume" | "stop" | "finish" | "trust"}
+                            with "Authorization: Bearer <token>" (see volunteer.control_token)
 
 It only reads snapshots and passes commands on: views never reach into training.
+
+It is built for a machine shared with other users and a browser that visits hostile pages. Every request
+must name a loopback host in ``Host`` (a DNS-rebinding page names its own) and carry no ``Origin`` (browsers
+add one to cross-origin requests); ``POST /control`` needs the session's token, compared in constant time.
+Bodies are capped, sockets time out and connections are capped, so nobody can hold the threads.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, urlparse, urlsplit
 
 from prometheus_client import CollectorRegistry
 
 from volunteer import metrics
+from volunteer.control_token import same_token
 from volunteer.errors import ConfigError
-from volunteer.stats import Command, SnapshotSource, event_to_dict
+from volunteer.stats import Command, SnapshotSource, event_to_dict, json_safe
 
 log = logging.getLogger(__name__)
 
+MAX_BODY_BYTES = 4096
+"""The largest request body accepted: a command is a few dozen bytes."""
+SOCKET_TIMEOUT = 10.0
+"""Seconds a connection may stay silent (mid-request or idle between keep-alive requests) before it is closed."""
+MAX_CONNECTIONS = 32
+"""Connections served at once; more are closed at once, so that nobody can take every thread."""
+
+
+def is_loopback_host(host_header: str | None) -> bool:
+    """Whether an HTTP ``Host`` header names this machine's loopback: localhost, 127.0.0.0/8 or [::1]."""
+    if not host_header or any(c in host_header for c in "/?#@\\ \t"):
+        return False
+    try:
+        parts = urlsplit("//" + host_header.strip())
+        host, _ = parts.hostname, parts.port  # .port raises ValueError for a port that is not one
+    except ValueError:
+        return False
+    if not host:
+        return False
+    host = host.rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 class StatusServer:
-    """Serves a :class:`SnapshotSource` over HTTP from a daemon thread."""
+    """Serves a :class:`SnapshotSource` over HTTP from a daemon thread.
 
-    def __init__(self, source: SnapshotSource, host: str = "127.0.0.1", port: int = 0) -> None:
+    Args:
+        source: What to serve and where commands go.
+        host: The address to listen on; 127.0.0.1 unless a test needs otherwise.
+        port: The port; 0 picks a free one.
+        token: The secret ``POST /control`` requires; None refuses every command.
+    """
+
+    def __init__(
+        self, source: SnapshotSource, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None
+    ) -> None:
         self.source = source
-        handler = type("Handler", (_Handler,), {"source": source, "registry": metrics.registry(source)})
+        handler = type(
+            "Handler", (_Handler,), {"source": source, "registry": metrics.registry(source), "control_token": token}
+        )
         try:
-            self._server = ThreadingHTTPServer((host, port), handler)
+            self._server = _Server((host, port), handler)
         except OSError as e:
             raise ConfigError(
                 f"cannot open the status endpoint on {host}:{port}: {e.strerror or e}",
                 "another volunteer may be using that port: pass --status-port with a free port, or 0 to turn "
                 "the endpoint off",
             ) from None
-        self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="volunteer-status", daemon=True)
 
     @property
@@ -62,26 +108,82 @@ class StatusServer:
         self._thread.join(timeout=2)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            log.debug("status endpoint: %d connections already open; closing a new one", MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):  # the client went away or went quiet
+            log.debug("status endpoint: a connection from %s ended: %s", client_address, error)
+        else:
+            log.warning("status endpoint: a request from %s failed", client_address, exc_info=True)
+
+
 class _Handler(BaseHTTPRequestHandler):
     source: SnapshotSource
     registry: CollectorRegistry
+    control_token: str | None
     server_version = "volunteer"
+    timeout = SOCKET_TIMEOUT
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("status endpoint: " + format, *args)
 
-    def _send(self, code: int, body: bytes, content_type: str = "application/json") -> None:
+    def _send(self, code: int, body: bytes, content_type: str = "application/json", **headers: str) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
-    def _json(self, code: int, data: Any) -> None:
-        self._send(code, json.dumps(data).encode())
+    def _json(self, code: int, data: Any, **headers: str) -> None:
+        self._send(code, json.dumps(json_safe(data), allow_nan=False).encode(), **headers)
+
+    def _refuse(self, code: int, error: str, **headers: str) -> None:
+        self.close_connection = True  # an unread body must not be taken for the next request
+        self._json(code, {"error": error}, **headers)
+
+    def _allowed(self) -> bool:
+        """Refuse what a web page or a foreign host name can send; True when the request may go on."""
+        if not is_loopback_host(self.headers.get("Host")):
+            self._refuse(403, "this endpoint answers only requests to a loopback host (127.0.0.1, localhost)")
+            return False
+        if self.headers.get("Origin") is not None or self.headers.get("Sec-Fetch-Site", "none") != "none":
+            self._refuse(403, "requests from web pages are refused")
+            return False
+        return True
 
     def do_GET(self) -> None:
+        if not self._allowed():
+            return
         url = urlparse(self.path)
         if url.path == "/status":
             self._json(200, self.source.latest().to_dict())
@@ -98,16 +200,46 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": f"no such path {url.path}; try /status, /events, /metrics or POST /control"})
 
     def do_POST(self) -> None:
+        if not self._allowed():
+            return
         if urlparse(self.path).path != "/control":
-            self._json(404, {"error": "POST /control only"})
+            self._refuse(404, "POST /control only")
+            return
+        if self.control_token is None:
+            self._refuse(403, "this session accepts no commands over HTTP")
+            return
+        scheme, _, given = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or not same_token(given.strip(), self.control_token):
+            self._refuse(
+                401,
+                "a command needs the session's token: send 'Authorization: Bearer <token>' with the token "
+                "from control.token in the session's data directory",
+                WWW_Authenticate='Bearer realm="volunteer"',
+            )
+            return
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            self._refuse(411, "send the command with a Content-Length")
             return
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(min(length, 65536)) or b"{}")
+            length = int(length_text)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self._refuse(400, "Content-Length must be a non-negative integer")
+            return
+        if length > MAX_BODY_BYTES:
+            self._refuse(413, f"a command is at most {MAX_BODY_BYTES} bytes")
+            return
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
             command = Command(body["command"])
         except (ValueError, KeyError, TypeError):
             valid = ", ".join(c.value for c in Command)
             self._json(400, {"error": f'expected {{"command": one of {valid}}}'})
+            return
+        except TimeoutError:
+            self.close_connection = True
             return
         self.source.send(command)
         self._json(200, {"ok": True})

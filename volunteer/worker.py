@@ -107,7 +107,7 @@ class _Worker:
         import lightning as L
 
         from volunteer.device import device_info, resolve_device
-        from volunteer.leaderboard import record_validators
+        from volunteer.leaderboard import record_validators, use_identity_for_signing
         from volunteer.reporter import Reporter
         from volunteer.strategy import HivemindStrategy
 
@@ -127,7 +127,8 @@ class _Worker:
 
         built = spec.prepared.build(spec.batch_size)
         run_id = manifest.run_id
-        validators, public_key = record_validators(run_id)
+        # records signed with the identity's key carry a peer id that other peers can check against the key
+        validators, public_key = record_validators(run_id, use_identity_for_signing(spec.identity_path))
         strategy_kwargs = dict(manifest.strategy_kwargs())
         strategy_kwargs.update(
             batch_size=built.batch_size,

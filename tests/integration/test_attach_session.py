@@ -9,6 +9,7 @@ import pytest
 from tests.integration.volunteers import Volunteer
 from tests.tui.helpers import screen_text
 from tui.app import VolunteerApp
+from volunteer.control_token import read_token
 from volunteer.stats import State
 from volunteer.status_client import StatusClient
 
@@ -32,7 +33,9 @@ async def test_attach_shows_and_controls_a_running_headless_volunteer(tmp_path):
     volunteer = Volunteer(tmp_path, "ada")
     try:
         volunteer.wait_training()
-        app = VolunteerApp(StatusClient(volunteer.url), attach=True)
+        # as 'volunteer attach' does: the session's control token is in its data directory
+        token = read_token(volunteer.data_dir / "control.token")
+        app = VolunteerApp(StatusClient(volunteer.url, token=token), attach=True)
         async with app.run_test(size=(120, 40)) as pilot:
             await _until(pilot, lambda: app.snapshot is not None and app.snapshot.state == State.TRAINING, "training")
             await _until(pilot, lambda: "ada" in screen_text(app) and "TRAINING" in screen_text(app), "the screen")

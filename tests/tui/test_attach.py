@@ -18,9 +18,12 @@ from volunteer.status_server import StatusServer
 pytestmark = pytest.mark.anyio
 
 
+TOKEN = "the-session-token"
+
+
 @contextmanager
 def serving(source: FakeSource, port: int = 0) -> Iterator[StatusServer]:
-    server = StatusServer(source, "127.0.0.1", port).start()
+    server = StatusServer(source, "127.0.0.1", port, token=TOKEN).start()
     try:
         yield server
     finally:
@@ -31,7 +34,7 @@ async def test_attach_reads_sends_survives_a_restart_of_the_server() -> None:
     source = FakeSource([snapshot()], events())
     with serving(source) as server:
         port = server.port
-        client = StatusClient(f"127.0.0.1:{port}", timeout=0.5)
+        client = StatusClient(f"127.0.0.1:{port}", timeout=0.5, token=TOKEN)
         # Not faster: with the server in this process, fast polling keeps Pilot's idle wait busy.
         app = VolunteerApp(client, poll_interval=0.1, attach=True)
         async with app.run_test(size=(120, 40)) as pilot:
@@ -53,3 +56,20 @@ async def test_attach_reads_sends_survives_a_restart_of_the_server() -> None:
                 await wait_for(pilot, lambda: app.return_code is not None, "the app to detach")
         client.close()
     assert source.commands == [Command.PAUSE]
+
+
+async def test_attached_without_the_token_the_dashboard_shows_but_commands_are_refused() -> None:
+    source = FakeSource([snapshot()], events())
+    with serving(source) as server:
+        client = StatusClient(server.url, timeout=0.5)
+        app = VolunteerApp(client, poll_interval=0.1, attach=True)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.snapshot == snapshot(), "the snapshot over HTTP")
+            await pilot.press("p")
+            await wait_for(pilot, lambda: any(n.severity == "error" for n in app._notifications), "the refusal")
+            error = next(n for n in app._notifications if n.severity == "error")
+            assert error.title == "could not pause" and "control token" in error.message
+            await pilot.press("q", "d")
+            await wait_for(pilot, lambda: app.return_code is not None, "the app to detach")
+        client.close()
+    assert source.commands == []

@@ -40,8 +40,17 @@ def test_the_core_contract_never_loads_textual_or_the_tui() -> None:
 def test_the_tui_sources_import_only_the_allowed_core_modules() -> None:
     allowed = ("volunteer.stats", "volunteer.errors", "volunteer.status_client")
     # tui/launch.py starts headless sessions for the dashboard to watch: it reads settings and the data
-    # directory, but still never reaches training internals
-    launcher_allowed = (*allowed, "volunteer.constants", "volunteer.datadir", "volunteer.runner", "volunteer.settings")
+    # directory (and the control token the sessions it starts are driven with), but still never reaches
+    # training internals
+    launcher_allowed = (
+        *allowed,
+        "volunteer.constants",
+        "volunteer.control_token",
+        "volunteer.datadir",
+        "volunteer.logfiles",
+        "volunteer.runner",
+        "volunteer.settings",
+    )
     for path in (ROOT / "tui").rglob("*.py"):
         permitted = launcher_allowed if path.name == "launch.py" else allowed
         for line in path.read_text().splitlines():

@@ -220,3 +220,42 @@ def test_status_client_loads_no_heavy_or_ui_modules() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("typed", ["::::", "ftp://x", "http://[::1", "http://host:99999", "a b", "h:port"])
+def test_normalize_url_raises_value_error_for_what_is_not_a_status_url(typed: str) -> None:
+    with pytest.raises(ValueError, match="status URL"):
+        normalize_url(typed)
+
+
+def test_commands_carry_the_token_and_without_it_are_refused_clearly() -> None:
+    from volunteer.status_client import ControlRefused
+    from volunteer.status_server import StatusServer
+
+    class Source:
+        def __init__(self) -> None:
+            self.commands: list[Command] = []
+
+        def latest(self) -> Snapshot:
+            return SNAPSHOT
+
+        def events_since(self, seq: int) -> list[Event]:
+            return []
+
+        def send(self, command: Command) -> None:
+            self.commands.append(command)
+
+    source = Source()
+    server = StatusServer(source, "127.0.0.1", 0, token="the-token").start()
+    try:
+        with StatusClient(server.url, token="the-token") as status:
+            status.send(Command.TRUST)
+        with StatusClient(server.url) as status:
+            assert status.latest() == SNAPSHOT  # reading needs no token
+            with pytest.raises(ControlRefused, match="control token"):
+                status.send(Command.STOP)
+        with StatusClient(server.url, token="not-the-token") as status, pytest.raises(ControlRefused):
+            status.send(Command.STOP)
+    finally:
+        server.stop()
+    assert source.commands == [Command.TRUST]

@@ -25,7 +25,7 @@ def what_to_do(snapshot: Snapshot | None, *, attach: bool) -> list[str]:
     steps = [
         "Read the hint above and fix what it names." if error and error.hint else "Read the error above.",
     ]
-    repo = snapshot.project.repo if snapshot else ""
+    repo = fmt.plain(snapshot.project.repo, 200) if snapshot else ""
     if attach:
         steps.append("Restart the headless volunteer (or its container); this screen reconnects by itself.")
     else:
@@ -54,10 +54,10 @@ class FailureScreen(Screen[None]):
         error = error or ErrorInfo("the session stopped without reporting an error")
         with VerticalScroll(id="failure-body") as body:
             body.border_title = "Training stopped: the session failed"
-            yield Static(Text(error.message, style="bold"), id="failure-message")
+            yield Static(fmt.text(error.message, "bold", newlines=True), id="failure-message")
             if error.hint:
-                yield Static(Text.assemble(("hint: ", "italic"), error.hint), id="failure-hint")
-            yield Static("\n".join(what_to_do(self.snapshot, attach=self.attach)), id="failure-steps")
+                yield Static(Text.assemble(("hint: ", "italic"), fmt.text(error.hint)), id="failure-hint")
+            yield Static(Text("\n".join(what_to_do(self.snapshot, attach=self.attach))), id="failure-steps")
             if self.events:
                 yield Static(Text("\n").join(event_line(event) for event in self.events), id="failure-events")
         yield Footer()

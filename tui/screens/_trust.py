@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -34,13 +35,15 @@ class TrustScreen(ModalScreen[bool]):
                 "Trust it only if you trust its authors.",
                 id="trust-intro",
             )
-            yield Label(f"Project   {project.name or fmt.NO_VALUE}", id="trust-name")
-            yield Label(f"Repo      {project.repo or fmt.NO_VALUE}", id="trust-repo")
-            yield Label(f"Commit    {project.revision or 'none (local or built-in)'}", id="trust-sha")
-            yield Label(f"Run       {project.run_id or fmt.NO_VALUE}", id="trust-run")
+            # everything below comes from the project: shown as text, never read as markup
+            yield Label(_line("Project", project.name or fmt.NO_VALUE), id="trust-name")
+            yield Label(_line("Repo", project.repo or fmt.NO_VALUE), id="trust-repo")
+            yield Label(_line("Commit", project.revision or "none (local or built-in)"), id="trust-sha")
+            yield Label(_line("Run", project.run_id or fmt.NO_VALUE), id="trust-run")
             yield Label(f"Files that will run ({len(project.files)}):", id="trust-files-title")
             with VerticalScroll(id="trust-files"):
-                yield Static("\n".join(project.files) or "(none listed)", id="trust-files-list")
+                files = "\n".join(fmt.plain(name, 1000) for name in project.files)
+                yield Static(Text(files or "(none listed)"), id="trust-files-list")
             with Horizontal(id="trust-buttons"):
                 yield Button("Trust and run (a)", variant="success", id="accept")
                 yield Button("Quit (q)", variant="error", id="decline")
@@ -55,3 +58,7 @@ class TrustScreen(ModalScreen[bool]):
 
     def action_decline(self) -> None:
         self.dismiss(False)
+
+
+def _line(label: str, value: str) -> Text:
+    return Text.assemble(f"{label:<10}", fmt.text(value, limit=300))

@@ -7,6 +7,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from tui import format as fmt
 from volunteer.stats import ErrorInfo
 
 
@@ -35,9 +36,9 @@ class Banner(Widget):
     def render(self) -> Group:
         lines: list[Text] = []
         if self.connection_problem is not None:
-            lines.append(Text.assemble(("⚠ disconnected, retrying: ", "bold"), self.connection_problem))
+            lines.append(Text.assemble(("⚠ disconnected, retrying: ", "bold"), fmt.text(self.connection_problem)))
         if self.error is not None:
-            lines.append(Text.assemble(("✖ ", "bold"), (self.error.message, "bold")))
+            lines.append(Text.assemble(("✖ ", "bold"), fmt.text(self.error.message, "bold")))
             if self.error.hint:
-                lines.append(Text.assemble(("  hint: ", "italic"), self.error.hint))
+                lines.append(Text.assemble(("  hint: ", "italic"), fmt.text(self.error.hint)))
         return Group(*lines)

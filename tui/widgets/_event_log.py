@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.widgets import RichLog
 
+from tui import format as fmt
 from volunteer.stats import Event
 
 KIND_STYLES: dict[str, str] = {
@@ -23,9 +24,13 @@ KIND_STYLES: dict[str, str] = {
 
 def event_line(event: Event) -> Text:
     """One event as a log line: local clock time, kind, message."""
-    clock = time.strftime("%H:%M:%S", time.localtime(event.time))
-    style = KIND_STYLES.get(event.kind, "")
-    return Text.assemble((clock, "dim"), " ", (f"{event.kind:<12}", style), " ", (event.message, style))
+    try:
+        clock = time.strftime("%H:%M:%S", time.localtime(event.time))
+    except (OverflowError, ValueError, OSError):  # a time no clock can show
+        clock = "--:--:--"
+    kind = fmt.plain(event.kind, 40)
+    style = KIND_STYLES.get(kind, "")
+    return Text.assemble((clock, "dim"), " ", (f"{kind:<12}", style), " ", fmt.text(event.message, style))
 
 
 class EventLog(RichLog):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from statistics import fmean
 
@@ -50,9 +51,11 @@ class HistoryPanel(Vertical):
             return
         self._last_time = snapshot.time
         loss = snapshot.loss_smoothed if snapshot.loss_smoothed is not None else snapshot.loss
-        if loss is not None:
-            self._losses.append(loss)
-        self._speeds.append(snapshot.samples_per_second)
+        # a sparkline scales to its extremes: a NaN or an infinity would leave nothing to draw
+        if loss is not None and math.isfinite(loss) and abs(loss) < 1e300:
+            self._losses.append(float(loss))
+        if math.isfinite(snapshot.samples_per_second) and abs(snapshot.samples_per_second) < 1e300:
+            self._speeds.append(float(snapshot.samples_per_second))
         if self.is_mounted:
             self._show()
 

@@ -56,7 +56,7 @@ class Leaderboard(DataTable):
         rows = [
             (
                 f"▶{rank}" if entry.is_self else str(rank),
-                entry.nickname or fmt.short_id(entry.peer_id),
+                fmt.plain(entry.nickname, 200).strip() or fmt.short_id(entry.peer_id),
                 fmt.count(entry.samples),
                 fmt.rate(entry.samples_per_second),
                 fmt.ago(snapshot.time - entry.last_seen),
@@ -65,7 +65,11 @@ class Leaderboard(DataTable):
             for rank, entry in enumerate(entries, start=1)
         ]
         name_width = self._name_width(rows)
-        shown = (name_width, tuple((*row[:5], row[5].is_self, row[5].peer_id) for row in rows))
+        shown = (
+            name_width,
+            snapshot.leaderboard_dropped,
+            tuple((*row[:5], row[5].is_self, row[5].peer_id) for row in rows),
+        )
         if shown == self._shown:
             return  # a rebuild costs far more than this comparison: most polls change nothing here
         self._shown = shown
@@ -80,10 +84,12 @@ class Leaderboard(DataTable):
                 Text(samples, style=style, justify="right"),
                 Text(speed, style=style, justify="right"),
                 Text(seen, style=style, justify="right"),
-                key=entry.peer_id,
             )
         me = next((rank for rank, entry in enumerate(entries, start=1) if entry.is_self), None)
-        self.border_subtitle = f"you: #{me} of {len(entries)}" if me else f"{len(entries)} peers"
+        subtitle = f"you: #{me} of {len(entries)}" if me else f"{len(entries)} peers"
+        if snapshot.leaderboard_dropped:
+            subtitle += f" · {fmt.count(snapshot.leaderboard_dropped)} records dropped"
+        self.border_subtitle = subtitle
 
     def _rebuild_columns(self) -> None:
         # Columns only ever widen in a DataTable: rebuild them so widths follow the current rows.

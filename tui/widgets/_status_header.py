@@ -64,15 +64,15 @@ class StatusHeader(Widget):
             return Group(top, bottom)
         project = snapshot.project
         title = Text.assemble(
-            (project.name or "unnamed project", "bold"),
+            (fmt.plain(project.name, 200) or "unnamed project", "bold"),
             ("  ", ""),
             (fmt.repo_at_sha(project), "cyan"),
         )
-        run = Text.assemble(("run ", "dim"), (project.run_id or fmt.NO_VALUE, "bold"))
+        run = Text.assemble(("run ", "dim"), (fmt.plain(project.run_id, 200) or fmt.NO_VALUE, "bold"))
         top.add_row(title, run)
         peer = Text.assemble(
             ("peer ", "dim"),
-            (snapshot.nickname or "anonymous", "bold"),
+            (fmt.plain(snapshot.nickname, 200) or "anonymous", "bold"),
             (f" ({fmt.short_id(snapshot.peer_id)})" if snapshot.peer_id else "", "dim"),
         )
         badge = state_badge(snapshot.state, disconnected=self.disconnected)

@@ -52,5 +52,5 @@ class YouPanel(Widget):
             plural = "s" if snapshot.reconnects != 1 else ""
             uptime.append(f" · {snapshot.reconnects} reconnect{plural}", style="yellow")
         rest.add_row("Uptime", uptime)
-        rest.add_row("Device", fmt.device_line(snapshot.device))
+        rest.add_row("Device", Text(fmt.device_line(snapshot.device)))
         return Group(counts, rest)

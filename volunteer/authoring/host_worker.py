@@ -376,8 +376,8 @@ class _HostWorker:
                 last = time.monotonic()
                 with contextlib.suppress(Exception):  # the DHT may be busy or shutting down: try again later
                     found = self.dht.get(key, latest=True)
-                    entries = parse_entries(found.value if found is not None else None, "")
-                    self.entries = [asdict(e) for e in entries]
+                    board = parse_entries(found.value if found is not None else None, "")
+                    self.entries = [asdict(e) for e in board.entries]
 
     def _ping(self, addresses: list[str]) -> dict[str, bool]:
         from volunteer.authoring.peerlist import group_by_peer

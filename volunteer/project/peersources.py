@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 
 MAX_URL_BYTES = 1 << 20
 CONNECT_TIMEOUT = 3.0
+MAX_URL_SECONDS = 30.0
+"""The longest a peers URL may take, whatever the manifest's ``peers.url_timeout`` says."""
 _FILE_HINT = (
     "write one full multiaddress a line, like /ip4/203.0.113.5/tcp/31337/p2p/QmXyz... ('#' starts a comment); "
     "a peer prints its address when it starts"
@@ -151,26 +155,35 @@ def read_peers_file(path: Path, shown: str) -> list[str]:
 def fetch_peers_url(url: str, timeout: float) -> tuple[list[str], list[str]]:
     """Addresses served at ``url`` (a JSON list of strings, or text like a peers file); bad entries are skipped.
 
-    Raises:
-        SourceFailed: no answer within the timeout, an HTTP error, or a body of neither form.
-    """
-    import requests
+    ``timeout`` bounds the whole fetch, not each read: a server that drips its answer a byte at a time cannot
+    hold start-up (or a reconnect) for longer; it is capped at :data:`MAX_URL_SECONDS`.
 
-    try:
-        with requests.get(
-            url,
-            timeout=(min(CONNECT_TIMEOUT, timeout), timeout),
-            headers={"Accept": "application/json, text/plain;q=0.9"},
-            stream=True,
-        ) as response:
-            if response.status_code != 200:
-                raise SourceFailed(f"HTTP {response.status_code}")
-            body = response.raw.read(MAX_URL_BYTES + 1, decode_content=True)
-            content_type = response.headers.get("Content-Type", "")
-    except requests.RequestException as e:
-        raise SourceFailed(f"{type(e).__name__}: {_first_line(e)}") from None
-    if len(body) > MAX_URL_BYTES:
-        raise SourceFailed(f"the answer is larger than {MAX_URL_BYTES} bytes")
+    Raises:
+        SourceFailed: no complete answer within the timeout, a network or HTTP error of any kind, or a body of
+            neither form. Nothing else: a peers URL never kills a client.
+    """
+    limit = max(0.01, min(float(timeout), MAX_URL_SECONDS))
+    outcome: dict[str, object] = {}
+    done = threading.Event()
+
+    def fetch() -> None:
+        try:
+            outcome["answer"] = _download(url, limit, time.monotonic() + limit)
+        except BaseException as e:  # handed to the caller's thread, which turns it into a warning
+            outcome["error"] = e
+        finally:
+            done.set()
+
+    # the request runs in a daemon thread: requests has no total timeout, and headers may drip in too
+    threading.Thread(target=fetch, name="volunteer-peers-url", daemon=True).start()
+    if not done.wait(limit):
+        raise SourceFailed(f"timed out: no complete answer within {limit:g} s")
+    error = outcome.get("error")
+    if isinstance(error, SourceFailed):
+        raise error
+    if error is not None:
+        raise SourceFailed(f"{type(error).__name__}: {_first_line(error)}")
+    body, content_type = outcome["answer"]  # type: ignore[misc]
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -178,12 +191,39 @@ def fetch_peers_url(url: str, timeout: float) -> tuple[list[str], list[str]]:
     if "json" in content_type or text.lstrip().startswith("["):
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise SourceFailed(f"invalid JSON: {e.msg} at line {e.lineno}") from None
+        except (json.JSONDecodeError, RecursionError) as e:
+            reason = f"{e.msg} at line {e.lineno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            raise SourceFailed(f"invalid JSON: {reason}") from None
         if not isinstance(data, list) or not all(isinstance(item, str) for item in data):
             raise SourceFailed("the JSON is not a list of multiaddress strings")
         text = "\n".join(data)
     return parse_peer_lines(text, url, strict=False)
+
+
+def _download(url: str, timeout: float, deadline: float) -> tuple[bytes, str]:
+    """The body and content type at ``url``, read before ``deadline`` (monotonic) and at most MAX_URL_BYTES."""
+    import requests
+
+    with requests.get(
+        url,
+        timeout=(min(CONNECT_TIMEOUT, timeout), timeout),
+        headers={"Accept": "application/json, text/plain;q=0.9"},
+        stream=True,
+    ) as response:
+        if response.status_code != 200:
+            raise SourceFailed(f"HTTP {response.status_code}")
+        content_type = response.headers.get("Content-Type", "")
+        chunks: list[bytes] = []
+        size = 0
+        # iter_content (not raw.read) turns urllib3's errors, a truncated or badly encoded body, into requests'
+        for chunk in response.iter_content(chunk_size=65536):
+            size += len(chunk)
+            if size > MAX_URL_BYTES:
+                raise SourceFailed(f"the answer is larger than {MAX_URL_BYTES} bytes")
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise SourceFailed(f"timed out: no complete answer within {timeout:g} s")
+    return b"".join(chunks), content_type
 
 
 def cached_peers(data_dir: DataDir, run_id: str) -> list[str]:

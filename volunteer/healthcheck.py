@@ -17,10 +17,9 @@ from typing import Any
 
 from volunteer.constants import ENV_PREFIX, env
 from volunteer.settings import DEFAULT_STATUS_PORT, parse_port
-from volunteer.stats import State
+from volunteer.stats import UNHEALTHY_STATES
 
 STATUS_PORT_ENV = ENV_PREFIX + "STATUS_PORT"
-UNHEALTHY_STATES = frozenset({State.FAILED.value, State.STOPPED.value})
 DEFAULT_TIMEOUT = 5.0
 
 

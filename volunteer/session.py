@@ -128,19 +128,21 @@ class Session:
     def run(self) -> int:
         """Prepare the project and contribute until stopped; returns the exit status."""
         self._install_signal_handlers()
-        from volunteer.control_token import new_token, take_token_from_env
+        from volunteer.control_token import new_token, remove_token, take_token_from_env
+        from volunteer.status_server import StatusServer
 
-        server = None
+        servers: list[StatusServer] = []
         token = take_token_from_env()  # out of the environment before any project code can inherit it
-        if self.settings.status_port:
-            from volunteer.status_server import StatusServer
-
-            token = token or new_token()
-            server = StatusServer(self, "127.0.0.1", self.settings.status_port, token=token).start()
-            self._write_token(token)
-        else:
+        if not self.settings.status_port:
             token = None
         try:
+            if self.settings.status_port:
+                token = token or new_token()
+                servers.append(StatusServer(self, "127.0.0.1", self.settings.status_port, token=token).start())
+                self._write_token(token)
+            if self.settings.metrics_address:
+                host, _, port = self.settings.metrics_address.rpartition(":")
+                servers.append(StatusServer(self, host, int(port), read_only=True).start())
             try:
                 self._prepare()
                 return self._supervise()
@@ -152,11 +154,9 @@ class Session:
             finally:
                 self._save_ledger()
         finally:
-            if server is not None:
+            for server in servers:
                 server.stop()
             if token is not None:
-                from volunteer.control_token import remove_token
-
                 remove_token(self.data_dir, token)
 
     def _write_token(self, token: str) -> None:

@@ -75,6 +75,15 @@ def parse_log_format(value: str) -> str:
     return value
 
 
+def parse_address(value: str) -> str:
+    """``HOST:PORT`` (``[::]:PORT`` for IPv6): where to serve the read-only endpoint."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535 or any(c in host for c in "/ @"):
+        raise ValueError(f"{value!r} is not an address like 0.0.0.0:9471 or 127.0.0.1:9471")
+    return f"{host}:{port}"
+
+
 def _peers(value: str, source: str | None = None) -> str:
     parse_peers(value, source)  # raises PeerAddressError with its own hint
     return value
@@ -157,6 +166,14 @@ RUN_OPTIONS: tuple[Option, ...] = (
         metavar="PORT",
     ),
     Option(
+        "metrics_address",
+        "--metrics-address",
+        "also serve /status, /metrics and /healthz, read-only, on this HOST:PORT (e.g. 0.0.0.0:9471 for a "
+        "Prometheus in another container); commands stay on 127.0.0.1",
+        parse_address,
+        metavar="HOST:PORT",
+    ),
+    Option(
         "trust",
         "--trust",
         "run the project's code without asking (consent is remembered per commit)",
@@ -209,6 +226,7 @@ class Settings:
     duration: float | None = None
     log_format: str = "text"
     status_port: int = DEFAULT_STATUS_PORT
+    metrics_address: str | None = None
     trust: bool = False
     host_maddrs: str | None = None
     announce_maddrs: str | None = None

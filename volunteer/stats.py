@@ -36,6 +36,10 @@ class State(str, enum.Enum):
         return self.value
 
 
+UNHEALTHY_STATES = frozenset({State.FAILED.value, State.STOPPED.value})
+"""States in which a session is not contributing and will not by itself: the health check's failures."""
+
+
 class Command(str, enum.Enum):
     """What a view can ask of a running session."""
 

@@ -12,9 +12,8 @@ import time
 from collections.abc import Sequence
 
 from volunteer.errors import VolunteerError
-from volunteer.healthcheck import UNHEALTHY_STATES
 from volunteer.settings import ArgumentParser
-from volunteer.stats import Snapshot, json_safe
+from volunteer.stats import UNHEALTHY_STATES, Snapshot, json_safe
 from volunteer.status_client import DEFAULT_URL, StatusClient, normalize_url
 
 EXIT_UNHEALTHY = 1

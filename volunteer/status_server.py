@@ -30,9 +30,11 @@ from prometheus_client import CollectorRegistry
 from volunteer import metrics
 from volunteer.control_token import same_token
 from volunteer.errors import ConfigError
-from volunteer.stats import Command, SnapshotSource, event_to_dict, json_safe
+from volunteer.stats import UNHEALTHY_STATES, Command, SnapshotSource, event_to_dict, json_safe
 
 log = logging.getLogger(__name__)
+
+TEXT = "text/plain; charset=utf-8"
 
 MAX_BODY_BYTES = 4096
 """The largest request body accepted: a command is a few dozen bytes."""
@@ -70,22 +72,32 @@ class StatusServer:
         host: The address to listen on; 127.0.0.1 unless a test needs otherwise.
         port: The port; 0 picks a free one.
         token: The secret ``POST /control`` requires; None refuses every command.
+        read_only: Serve only ``GET /status``, ``/metrics`` and ``/healthz``, to any ``Host`` (the
+            ``--metrics-address`` endpoint a Prometheus in another container scrapes); never ``/control``.
     """
 
     def __init__(
-        self, source: SnapshotSource, host: str = "127.0.0.1", port: int = 0, *, token: str | None = None
+        self,
+        source: SnapshotSource,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        token: str | None = None,
+        read_only: bool = False,
     ) -> None:
         self.source = source
         handler = type(
-            "Handler", (_Handler,), {"source": source, "registry": metrics.registry(source), "control_token": token}
+            "Handler",
+            (_ReadOnlyHandler if read_only else _Handler,),
+            {"source": source, "registry": metrics.registry(source), "control_token": None if read_only else token},
         )
         try:
             self._server = _Server((host, port), handler)
         except OSError as e:
+            flag = "--metrics-address with another address" if read_only else "--status-port with a free port, or 0"
             raise ConfigError(
-                f"cannot open the status endpoint on {host}:{port}: {e.strerror or e}",
-                "another volunteer may be using that port: pass --status-port with a free port, or 0 to turn "
-                "the endpoint off",
+                f"cannot open the {'metrics' if read_only else 'status'} endpoint on {host}:{port}: {e.strerror or e}",
+                f"another program may be using that port, or the address is not this machine's: pass {flag}",
             ) from None
         self._thread = threading.Thread(target=self._server.serve_forever, name="volunteer-status", daemon=True)
 
@@ -147,6 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
     control_token: str | None
     server_version = "volunteer"
     timeout = SOCKET_TIMEOUT
+    paths = "/status, /events, /metrics, /healthz or POST /control"
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("status endpoint: " + format, *args)
@@ -196,8 +209,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"events": [event_to_dict(e) for e in self.source.events_since(since)]})
         elif url.path == "/metrics":
             self._send(200, *metrics.exposition(self.registry, self.headers.get("Accept")))
+        elif url.path == "/healthz":
+            state = self.source.latest().state
+            healthy = state.value not in UNHEALTHY_STATES
+            self._send(200 if healthy else 503, f"{'ok' if healthy else 'unhealthy'}: {state.value}\n".encode(), TEXT)
         else:
-            self._json(404, {"error": f"no such path {url.path}; try /status, /events, /metrics or POST /control"})
+            self._json(404, {"error": f"no such path {url.path}; try {self.paths}"})
 
     def do_POST(self) -> None:
         if not self._allowed():
@@ -243,3 +260,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.source.send(command)
         self._json(200, {"ok": True})
+
+
+class _ReadOnlyHandler(_Handler):
+    """``--metrics-address``: what a dashboard or Prometheus reads, from any host name; nothing that steers."""
+
+    paths = "/status, /metrics or /healthz"
+
+    def _allowed(self) -> bool:
+        if self.headers.get("Origin") is not None or self.headers.get("Sec-Fetch-Site", "none") != "none":
+            self._refuse(403, "requests from web pages are refused")
+            return False
+        if urlparse(self.path).path not in ("/status", "/metrics", "/healthz"):
+            self._refuse(404, f"this endpoint serves only {self.paths}; commands go to the loopback endpoint")
+            return False
+        return True
+
+    def do_POST(self) -> None:
+        self._refuse(405, "this endpoint is read-only; commands go to the loopback endpoint (127.0.0.1)", Allow="GET")

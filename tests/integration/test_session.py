@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+import urllib.request
 
 import pytest
 
@@ -72,10 +73,15 @@ def test_swarm_survives_losing_its_bootstrap_peer_and_welcomes_a_newcomer(tmp_pa
 
 def test_restart_keeps_peer_id_and_totals_and_catches_up(tmp_path):
     volunteers: list[Volunteer] = []
+    metrics_port = free_port()
     try:
-        a = Volunteer(tmp_path, "a")
+        a = Volunteer(tmp_path, "a", extra=("--metrics-address", f"127.0.0.1:{metrics_port}"))
         volunteers.append(a)
         a.wait_training()
+        # the read-only endpoint a Prometheus elsewhere scrapes: any Host, no commands
+        scrape = urllib.request.Request(f"http://127.0.0.1:{metrics_port}/metrics", headers={"Host": "10.1.2.3"})
+        with urllib.request.urlopen(scrape, timeout=5) as response:
+            assert b"volunteer_samples_total" in response.read()
         b = Volunteer(tmp_path, "b", peers=a.address())
         volunteers.append(b)
         b.wait_training()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.unit.test_status_server import FakeSource
 from volunteer.metrics import COUNTERS, GAUGES, exported_names
+from volunteer.settings import parse_address
+from volunteer.stats import State
 from volunteer.status_server import StatusServer
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docker" / "grafana-dashboard.json"
@@ -83,3 +86,54 @@ def test_the_grafana_dashboard_uses_only_exported_metrics(url):
     # every panel asks something, and the state table reads the label the state gauge has
     assert all(panel["targets"] for panel in dashboard["panels"])
     assert 'volunteer_state{state="training"} 1.0' in text
+
+
+@pytest.fixture
+def read_only():
+    source = FakeSource()
+    server = StatusServer(source, "127.0.0.1", 0, token="secret", read_only=True).start()
+    yield source, server
+    server.stop()
+
+
+def _request(url: str, method: str = "GET", headers: dict | None = None, body: bytes | None = None):
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_the_metrics_address_serves_any_host_but_never_commands(read_only):
+    source, server = read_only
+    scraper = {"Host": "172.17.0.3:9471"}  # Prometheus in another container names the container's address
+    assert _request(server.url + "/metrics", headers=scraper)[0] == 200
+    status, body = _request(server.url + "/status", headers=scraper)
+    assert status == 200 and json.loads(body)["state"] == "training"
+    assert _request(server.url + "/healthz", headers=scraper) == (200, "ok: training\n")
+    for path in ("/control", "/status"):
+        code, body = _request(
+            server.url + path, "POST", {**scraper, "Authorization": "Bearer secret"}, b'{"command": "stop"}'
+        )
+        assert code == 405 and "read-only" in body
+    assert _request(server.url + "/events", headers=scraper)[0] == 404
+    assert _request(server.url + "/metrics", headers={"Origin": "http://evil.example"})[0] == 403
+    assert source.commands == []
+
+
+def test_healthz_says_unhealthy_for_a_failed_session(read_only):
+    source, server = read_only
+    source.snapshot = source.snapshot.replace(state=State.FAILED)
+    assert _request(server.url + "/healthz") == (503, "unhealthy: failed\n")
+
+
+@pytest.mark.parametrize("value", ["0.0.0.0:9471", "[::]:9471", "127.0.0.1:1"])
+def test_metrics_address_parses(value):
+    assert parse_address(value).endswith(value.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("value", ["9471", "0.0.0.0", "0.0.0.0:0", "host:99999", ":9471", "a b:1"])
+def test_a_bad_metrics_address_is_refused(value):
+    with pytest.raises(ValueError, match="is not an address"):
+        parse_address(value)

@@ -88,7 +88,9 @@ def remember_consent(data_dir: DataDir, project: ResolvedProject, how: str) -> N
     if not needs_consent(project):
         return
     data = _load(data_dir)
-    commits = data["projects"].setdefault(consent_key(project), {})
+    commits = data["projects"].get(consent_key(project))
+    if not isinstance(commits, dict):
+        commits = data["projects"][consent_key(project)] = {}
     commits[project.revision] = {
         "name": project.manifest.name,
         "files": list(project.files),

@@ -40,7 +40,8 @@ class TrustScreen(ModalScreen[bool]):
             yield Label(f"Run       {project.run_id or fmt.NO_VALUE}", id="trust-run")
             yield Label(f"Files that will run ({len(project.files)}):", id="trust-files-title")
             with VerticalScroll(id="trust-files"):
-                yield Static("\n".join(project.files) or "(none listed)", id="trust-files-list")
+                # file names come from the project: shown as plain text, never as markup
+                yield Static("\n".join(project.files) or "(none listed)", id="trust-files-list", markup=False)
             with Horizontal(id="trust-buttons"):
                 yield Button("Trust and run (a)", variant="success", id="accept")
                 yield Button("Quit (q)", variant="error", id="decline")

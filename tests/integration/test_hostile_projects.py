@@ -233,3 +233,49 @@ def test_bytecode_an_older_client_wrote_into_a_snapshot_is_removed(hub: HubServe
     again = _prepare(hub, data_dir, project=f"lab/tiny@{sha}")
     assert again.consent == "remembered" and not (root / "__pycache__").exists()
     assert again.project.files == ("data.py", "helpers.py", "model.py")
+
+
+# the volunteer's Hub token
+
+
+SEES_TOKEN = (
+    "\nimport os as _os\nfrom pathlib import Path as _Path\n\n"
+    "for _name in ('HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN'):\n"
+    "    with (_Path(__file__).parent / 'seen.txt').open('a') as _f:\n"
+    '        _f.write(f"{_name}={_os.environ.get(_name)}\\n")\n'
+)
+
+
+def test_check_runs_project_code_without_the_hub_token(
+    hub: HubServer, data_dir: DataDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from volunteer.authoring.check import check_project
+
+    hub.add_repo("lab/secret", private=True, readers=("hf_reader",)).commit(
+        project_files(files={"model.py": project_files()["model.py"] + SEES_TOKEN})
+    )
+    monkeypatch.setenv("HF_TOKEN", "hf_reader")
+    monkeypatch.setenv("HUGGING_FACE_HUB_TOKEN", "hf_reader")
+    settings = Settings(project="lab/secret", endpoint=hub.url, trust=True)
+    report = check_project(settings, data_dir, steps=0)
+    seen = (data_dir.hub_cache / "models--lab--secret" / "snapshots" / report.revision / "seen.txt").read_text()
+    assert seen == "HF_TOKEN=None\nHUGGING_FACE_HUB_TOKEN=None\n"
+    assert os.environ["HF_TOKEN"] == "hf_reader", "put back for what follows (publish uploads with it)"
+
+
+def test_the_training_process_runs_without_the_hub_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from tests.integration.volunteers import FIXTURES, Volunteer, wait_for
+
+    root = tmp_path / "project"
+    shutil.copytree(FIXTURES / "tiny_project", root)
+    (root / "model.py").write_text((root / "model.py").read_text() + SEES_TOKEN)
+    monkeypatch.setenv("HF_TOKEN", "hf_volunteer_secret")
+    volunteer = Volunteer(tmp_path, "a", project=str(root), extra=("--max-steps", "1"))
+    try:
+        wait_for(lambda: volunteer.proc.popen.poll() is not None, 120, "the one-step contribution to end", [])
+        assert volunteer.proc.popen.returncode == 0, volunteer.proc.output()[-3000:]
+    finally:
+        volunteer.stop()
+    assert (root / "seen.txt").read_text().splitlines()[:2] == ["HF_TOKEN=None", "HUGGING_FACE_HUB_TOKEN=None"]

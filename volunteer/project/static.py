@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from volunteer.errors import ProjectError
+from volunteer.project.files import walk_folder
 from volunteer.project.manifest import DOCS, MANIFEST_NAME, CodeRef, Manifest
 
 # Base classes that are certainly not what a key asks for, when written directly.
@@ -33,8 +34,8 @@ def check_project_code(
     root: Path,
     describe: Callable[[str], str],
     *,
-    files: tuple[str, ...],
-    present: Callable[[str], bool],
+    files: tuple[str, ...] | None = None,
+    present: Callable[[str], bool] | None = None,
 ) -> None:
     """Check the files and names the manifest points at.
 
@@ -42,14 +43,19 @@ def check_project_code(
         manifest: The validated manifest.
         root: The project folder.
         describe: How messages name a file of the project, e.g. ``org/name@1a2b3c4:model.py``.
-        files: The project's Python files (those a code reference may name).
-        present: Whether a file is part of the project (for the peers file, which may not be downloaded yet).
+        files: The project's Python files (those a code reference may name); default: those in ``root``.
+        present: Whether a file is part of the project (for the peers file, which may not be downloaded yet);
+            default: whether it is in ``root``.
 
     Raises:
         ProjectError: a file that is missing or has a syntax error, a name that is not defined, a class where a
             function is needed (or the reverse), a class that is certainly not a LightningModule or
             LightningDataModule, or init arguments the class or function does not take.
     """
+    if files is None:
+        files = tuple(path for path, _ in walk_folder(root) if path.endswith(".py"))
+    if present is None:
+        present = lambda file: (root / file).is_file()  # noqa: E731
     try:
         _check_code(manifest, root, describe, files, present)
     except (RecursionError, MemoryError):

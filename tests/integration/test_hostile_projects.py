@@ -263,7 +263,9 @@ def test_check_runs_project_code_without_the_hub_token(
     assert os.environ["HF_TOKEN"] == "hf_reader", "put back for what follows (publish uploads with it)"
 
 
-def test_the_training_process_runs_without_the_hub_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_training_process_runs_without_the_hub_token_and_writes_no_bytecode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import shutil
 
     from tests.integration.volunteers import FIXTURES, Volunteer, wait_for
@@ -272,6 +274,7 @@ def test_the_training_process_runs_without_the_hub_token(tmp_path: Path, monkeyp
     shutil.copytree(FIXTURES / "tiny_project", root)
     (root / "model.py").write_text((root / "model.py").read_text() + SEES_TOKEN)
     monkeypatch.setenv("HF_TOKEN", "hf_volunteer_secret")
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # a volunteer's Python writes bytecode
     volunteer = Volunteer(tmp_path, "a", project=str(root), extra=("--max-steps", "1"))
     try:
         wait_for(lambda: volunteer.proc.popen.poll() is not None, 120, "the one-step contribution to end", [])
@@ -279,3 +282,4 @@ def test_the_training_process_runs_without_the_hub_token(tmp_path: Path, monkeyp
     finally:
         volunteer.stop()
     assert (root / "seen.txt").read_text().splitlines()[:2] == ["HF_TOKEN=None", "HUGGING_FACE_HUB_TOKEN=None"]
+    assert not (root / "__pycache__").exists(), "the training process wrote no bytecode into the project"

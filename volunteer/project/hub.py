@@ -108,7 +108,7 @@ def download_project(
         contents = sort_files(listing, where, MANIFEST_NAME, count_all=True)
         wanted = [*contents.code, MANIFEST_NAME]
         root = _snapshot(ref, sha, cache_dir, endpoint, token, shown_endpoint, local_only=from_cache, only=wanted)
-        walk_snapshot(root, root.parent.parent, where)
+        sort_files(walk_snapshot(root, root.parent.parent, where), where, MANIFEST_NAME, count_all=True)
     else:  # cached by a client that kept no listing: what is on disk is checked instead
         root = _snapshot(
             ref, sha, cache_dir, endpoint, token, shown_endpoint, local_only=True, only=["*.py", MANIFEST_NAME]

@@ -269,3 +269,12 @@ def test_compiled_and_native_files_are_never_published(
     code = _publish(hub, "--check-steps", "0")
     assert_user_error(capsys, code, "fast.abi3.so is a native library or extension module", "Python source only")
     assert "lab/spirals" not in hub.repos
+
+
+def test_a_gitignore_that_leaves_out_a_needed_file_is_refused(
+    hub: HubServer, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / ".gitignore").write_text("model.py\n")
+    code = _publish(hub, "--check-steps", "0")
+    assert_user_error(capsys, code, "model.py would not be uploaded, but the manifest names it", "git check-ignore")
+    assert "lab/spirals" not in hub.repos

@@ -152,6 +152,24 @@ def _walk(folder: Path) -> list[str]:
     return sorted(found)
 
 
+def _check_required(folder: Path, files: list[str]) -> None:
+    """The manifest and the files it names must go up: a .gitignore that leaves one out breaks the project."""
+    if MANIFEST_NAME not in files:
+        raise ConfigError(
+            f"{folder / MANIFEST_NAME} would not be uploaded (it is missing, or a .gitignore excludes it)",
+            f"create {MANIFEST_NAME} (volunteer init writes one), or remove its pattern from .gitignore",
+        )
+    manifest = read_manifest(folder / MANIFEST_NAME, str(folder / MANIFEST_NAME))
+    needed = [manifest.model.ref.file, manifest.data.ref.file, manifest.peers.file]
+    for file in needed:
+        if file is not None and file not in files:
+            raise ConfigError(
+                f"{folder / file} would not be uploaded, but the manifest names it (a .gitignore excludes it, or it "
+                "is a link)",
+                "remove its pattern from .gitignore (git check-ignore -v shows which), or make it a plain file",
+            )
+
+
 def _ignored(ignores: list[tuple[str, Any]], relative: str) -> bool:
     """Whether a .gitignore of a folder above ``relative`` (a folder ends with '/') excludes it."""
     return any(spec.match_file(relative[len(prefix) :]) for prefix, spec in ignores)
@@ -349,7 +367,7 @@ def main(argv: Sequence[str]) -> int:
     target = repo_id("--repo", args.repo)
     folder = Path(ref.repo)
     included = dict(include_dotfiles=args.include_dotfiles, include_credentials=args.include_credentials)
-    project_files(folder, **included)  # refuses secrets before anything else runs
+    _check_required(folder, project_files(folder, **included))  # refuses secrets before anything else runs
     print(f"checking {args.folder} before publishing ...", flush=True)
     report = check_project(
         settings.replace(project=ref.repo), DataDir.open(settings.data_dir), steps=steps, device="cpu"

@@ -149,7 +149,14 @@ class DataDir:
     def lock(self):
         """Hold the data directory for this process: two clients sharing one identity would clash."""
         self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            path = self.lock_file
+            raise DataDirError(
+                f"lock file {str(path)!r} cannot be opened: {e.strerror or e}",
+                f"it must be a plain file writable by this user: remove it (rm -r {path}) if no volunteer is running",
+            ) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -201,14 +208,23 @@ def read_json(path: Path, what: str) -> Any | None:
     except FileNotFoundError:
         return None
     except OSError as e:
+        fix = f"it must be a file: remove the folder (rm -r {path})" if path.is_dir() else "fix the file's permissions"
+        raise DataDirError(f"{what} {str(path)!r} is unreadable: {e.strerror or e}", fix) from None
+    except UnicodeDecodeError as e:
         raise DataDirError(
-            f"{what} {str(path)!r} is unreadable: {e.strerror or e}", "fix the file's permissions"
+            f"{what} {str(path)!r} is damaged: it is not UTF-8 text (byte {e.start})",
+            f"move it aside (mv {path} {path}.bad) and start again; volunteer writes a fresh one",
         ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise DataDirError(
             f"{what} {str(path)!r} is damaged: {e.msg} at line {e.lineno}",
+            f"move it aside (mv {path} {path}.bad) and start again; volunteer writes a fresh one",
+        ) from None
+    except (RecursionError, ValueError) as e:  # nested too deep, or a number too long to convert
+        raise DataDirError(
+            f"{what} {str(path)!r} is damaged: {type(e).__name__}",
             f"move it aside (mv {path} {path}.bad) and start again; volunteer writes a fresh one",
         ) from None
 

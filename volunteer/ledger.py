@@ -3,11 +3,17 @@
 The ledger separates samples that went into global steps the swarm took (``swarm_samples``) from samples
 computed while this peer was alone or out of sync (``local_only_samples``): credit must match what the
 volunteer saw. It is rewritten atomically, so ``kill -9`` at any moment leaves the previous version.
+
+A ledger that cannot be read back (not JSON, not UTF-8, a count that is negative, fractional or not finite)
+is never overwritten: it is renamed aside (``<run>.json.damaged-<time>``) with a warning, and counting starts
+again from zero next to it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,28 +67,59 @@ class Ledger:
         }
 
     @classmethod
-    def from_dict(cls, data: dict, path: Path) -> Ledger:
+    def from_dict(cls, data: object, path: Path) -> Ledger:
+        """Raises: DataDirError naming the field that is missing or out of range."""
+        if not isinstance(data, dict):
+            raise _damaged(path, "it is not a JSON object")
         try:
             totals = Counters(
-                samples=int(data["samples"]),
-                steps=int(data["steps"]),
-                swarm_samples=int(data["swarm_samples"]),
-                local_only_samples=int(data["local_only_samples"]),
-                compute_seconds=float(data["compute_seconds"]),
+                samples=_count(data, "samples"),
+                steps=_count(data, "steps"),
+                swarm_samples=_count(data, "swarm_samples"),
+                local_only_samples=_count(data, "local_only_samples"),
+                compute_seconds=_seconds(data, "compute_seconds"),
             )
             return cls(
-                run_id=str(data["run_id"]),
-                peer_id=str(data.get("peer_id", "")),
+                run_id=_text(data, "run_id"),
+                peer_id=_text(data, "peer_id", ""),
                 totals=totals,
-                sessions=int(data["sessions"]),
-                first_seen=float(data["first_seen"]),
-                updated=float(data["updated"]),
+                sessions=_count(data, "sessions"),
+                first_seen=_seconds(data, "first_seen"),
+                updated=_seconds(data, "updated"),
             )
         except (KeyError, TypeError, ValueError) as e:
-            raise DataDirError(
-                f"contribution ledger {str(path)!r} is damaged (field {e})",
-                f"move it aside (mv {path} {path}.bad); a new ledger starts from zero",
-            ) from None
+            raise _damaged(path, f"field {e}") from None
+
+
+MAX_COUNT = 2**62
+
+
+def _count(data: dict, key: str) -> int:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_COUNT:
+        raise ValueError(f"{key!r} is {str(value)[:40]}, not a whole number from 0")
+    return value
+
+
+def _seconds(data: dict, key: str) -> float:
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{key!r} is {str(value)[:40]}, not a finite number from 0")
+    return float(value)
+
+
+def _text(data: dict, key: str, default: str | None = None) -> str:
+    value = data.get(key, default) if default is not None else data[key]
+    if not isinstance(value, str) or len(value) > 200:
+        raise ValueError(f"{key!r} is not a short string")
+    return value
+
+
+def _damaged(path: Path, why: str) -> DataDirError:
+    return DataDirError(
+        f"contribution ledger {str(path)!r} is damaged ({why})",
+        f"move it aside (mv {path} {path}.bad); a new ledger starts from zero",
+    )
 
 
 class LedgerFile:
@@ -90,15 +127,34 @@ class LedgerFile:
 
     def __init__(self, path: Path, run_id: str) -> None:
         self.path = path
-        data = read_json(path, "contribution ledger")
+        self.warning: str | None = None
+        """Set when a damaged ledger was set aside: say so to the volunteer."""
         now = time.time()
-        if data is None:
+        try:
+            data = read_json(path, "contribution ledger")
+            previous = None if data is None else Ledger.from_dict(data, path)
+        except DataDirError as e:
+            if not path.is_file():
+                raise  # unreadable, or not a file: nothing to set aside, and nothing may overwrite it
+            self.warning = f"{e.message}; {self._set_aside(e)}"
+            previous = None
+        if previous is None:
             previous = Ledger(run_id=run_id, first_seen=now, updated=now)
-        else:
-            previous = Ledger.from_dict(data, path)
         self.base = previous
         self.current = dataclasses.replace(previous, sessions=previous.sessions + 1, updated=now)
         self._written: Ledger | None = None
+
+    def _set_aside(self, error: DataDirError) -> str:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        try:
+            os.replace(self.path, aside)
+        except OSError as e:
+            raise DataDirError(
+                f"{error.message}, and it cannot be moved aside: {e.strerror or e}",
+                error.hint or "move it aside by hand",
+            ) from None
+        return f"it was moved aside to {aside} and this run's contribution is counted from zero"
 
     def update(self, session: Counters, peer_id: str = "") -> Ledger:
         """The ledger with this session's counters added to the totals from before it (not yet saved)."""

@@ -183,6 +183,8 @@ class Session:
         manifest = project.manifest
         self.data_dir.check_identity()
         self.ledger = LedgerFile(self.data_dir.ledger_file(manifest.run_id), manifest.run_id)
+        if self.ledger.warning:
+            self.event("warning", self.ledger.warning)
         self._publish(project=project.info(), target_batch_size=manifest.target_batch_size)
 
     def _ask_consent_via_api(self, project: Any) -> bool:

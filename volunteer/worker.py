@@ -20,6 +20,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from volunteer.constants import drop_hub_token
 from volunteer.errors import ConfigError, SwarmError, VolunteerError
 from volunteer.logfiles import open_append_fd
 
@@ -58,6 +59,7 @@ class WorkerSpec:
 def run_worker(spec: WorkerSpec, outbox: Any, commands: Any) -> None:
     """Process entry point."""
     os.setsid()  # our own process group: the supervisor kills hivemind's helpers with us
+    drop_hub_token()  # the project's code runs here, and the download is done
     # a spawned process inherits the "spawn" start method, but hivemind forks its DHT and averagers
     multiprocessing.set_start_method("fork", force=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which tells us to stop

@@ -239,7 +239,7 @@ def test_trust_flag_is_remembered(hub: HubServer, tiny: HubRepo, data_dir: DataD
 def test_trust_from_environment(
     hub: HubServer, tiny: HubRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["--project", "lab/tiny", "--endpoint", hub.url, "--data-dir", str(tmp_path / "data")]
+    argv = ["--project", "lab/tiny", "--endpoint", hub.url, "--data-dir", str(tmp_path / "data"), "--status-port", "0"]
     assert_user_error(capsys, main(argv), "consent to run project 'Tiny test project'", "VOLUNTEER_TRUST=1")
     monkeypatch.setenv("VOLUNTEER_TRUST", "1")
     from volunteer.settings import parse_run_args
@@ -274,7 +274,8 @@ def test_peers_from_flag_file_and_url_are_merged(hub: HubServer, tiny: HubRepo, 
 
 
 def _cli(hub_url: str, project: str, tmp_path: Path, *extra: str) -> int:
-    return main(["--project", project, "--endpoint", hub_url, "--data-dir", str(tmp_path / "data"), "--trust", *extra])
+    argv = ["--project", project, "--endpoint", hub_url, "--data-dir", str(tmp_path / "data"), "--status-port", "0"]
+    return main([*argv, "--trust", *extra])
 
 
 def test_error_repository_not_found(hub: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

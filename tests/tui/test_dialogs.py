@@ -30,6 +30,23 @@ async def test_the_trust_dialog_shows_the_project_and_the_files_that_will_run() 
             assert name in text
 
 
+async def test_file_names_in_the_trust_dialog_are_plain_text() -> None:
+    import dataclasses
+
+    hostile = ("[@click=screen.accept]model[/].py", "[/]", "[b]data.py")
+    source = FakeSource([dataclasses.replace(CONSENT, project=dataclasses.replace(PROJECT, files=hostile))])
+    app = VolunteerApp(source, poll_interval=FAST)
+    async with app.run_test() as pilot:
+        await wait_for_screen(pilot, TrustScreen)
+        await pilot.pause()
+        text = screen_text(app)
+        for name in hostile:
+            assert name in text, "shown exactly as named"
+        await pilot.click("#trust-files-list")
+        await pilot.pause()
+        assert Command.TRUST not in source.commands and isinstance(app.screen, TrustScreen), "a click is not consent"
+
+
 async def test_accepting_sends_trust_once() -> None:
     source = FakeSource([CONSENT])
     app = VolunteerApp(source, poll_interval=FAST)

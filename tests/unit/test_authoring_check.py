@@ -69,18 +69,34 @@ def test_peers_file_is_read_as_a_volunteer_reads_it(project: Path, tmp_path: Pat
     assert report.peers == 1 and report.peer_sources == ("peers.txt: 1",)
 
 
-def test_a_hub_project_runs_without_consent_and_records_none(
-    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_hub_project_needs_consent_to_run_here(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with HubServer() as hub:
         files = {p.name: p.read_bytes() for p in project.iterdir() if p.is_file()}
         sha = hub.add_repo("lab/spirals").commit(files)
         data = tmp_path / "data"
-        assert main(["check", "lab/spirals", "--endpoint", hub.url, "--data-dir", str(data), "--steps", "1"]) == 0
-    out = capsys.readouterr().out
-    assert f"ok  lab/spirals@{sha[:7]}: 'spirals'" in out
-    assert "without asking for consent: checking is your own action" in out
-    assert not (data / "consent.json").exists()
+        argv = ["check", "lab/spirals", "--endpoint", hub.url, "--data-dir", str(data), "--steps", "1"]
+        error, _ = assert_user_error(capsys, main(argv), "consent to run project 'spirals'", "--trust")
+        assert "2 Python files: data.py, model.py" in error
+        assert not (data / "consent.json").exists()
+
+        # on a terminal the author is asked, with every file that will run
+        monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+        answers = iter(["n", "y"])
+        monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
+        assert_user_error(capsys, main(argv), "was declined", "--trust")
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert "2 Python files: data.py, model.py" in out and f"ok  lab/spirals@{sha[:7]}: 'spirals'" in out
+        assert json.loads((data / "consent.json").read_text())["projects"][f"{hub.url}/lab/spirals"][sha]["how"] == (
+            "asked"
+        )
+
+        hub.repos["lab/spirals"].commit({"model.py": files["model.py"] + b"\n# changed\n"})
+        monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+        assert_user_error(capsys, main(argv), "has not been given", "--trust")
+        assert main([*argv, "--trust"]) == 0
 
 
 BUGGY_STEP = "        loss = nn.functional.cross_entropy(self(x), y)\n"

@@ -199,3 +199,82 @@ def test_bad_arguments(
     project: Path, capsys: pytest.CaptureFixture[str], argv: list[str], error: str, hint: str
 ) -> None:
     assert_user_error(capsys, main(argv), error, hint)
+
+
+# what is never uploaded unless told
+
+
+def test_gitignore_is_honoured(hub: HubServer, project: Path) -> None:
+    (project / ".gitignore").write_text("__pycache__/\n*.log\nsecrets/\n!keep.log\n")
+    (project / "run.log").write_text("noise\n")
+    (project / "keep.log").write_text("kept\n")
+    (project / "secrets").mkdir()
+    (project / "secrets" / "notes.txt").write_text("private\n")
+    (project / "sub").mkdir()
+    (project / "sub" / ".gitignore").write_text("local.txt\n")
+    (project / "sub" / "local.txt").write_text("mine\n")
+    (project / "sub" / "shared.txt").write_text("ours\n")
+    files = project_files(project)
+    assert "run.log" not in files and "secrets/notes.txt" not in files and "sub/local.txt" not in files
+    assert {"keep.log", "sub/shared.txt", "sub/.gitignore"} <= set(files)
+    assert _publish(hub, "--check-steps", "0") == 0
+    assert "secrets/notes.txt" not in hub.repos["lab/spirals"].files()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "error", "flag"),
+    [
+        (".env", "HF_TOKEN=x\n", "dotfiles, which often hold secrets: .env", "--include-dotfiles"),
+        (".netrc", "machine x login y\n", "dotfiles, which often hold secrets: .netrc", "--include-dotfiles"),
+        (".github/ci.yml", "on: push\n", "dotfiles, which often hold secrets: .github/ci.yml", "--include-dotfiles"),
+        ("id_rsa", "key\n", "look like credentials (a token or key): id_rsa", "--include-credentials"),
+        ("keys/server.pem", "x\n", "look like credentials (a token or key): keys/server.pem", "--include-credentials"),
+        ("credentials.json", "{}\n", "credentials (a token or key): credentials.json", "--include-credentials"),
+        (
+            "settings.py",
+            'TOKEN = "hf_' + "a1B2" * 9 + '"\n',
+            "look like credentials (a token or key): settings.py",
+            "--include-credentials",
+        ),
+        (
+            "notes.txt",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n",
+            "look like credentials (a token or key): notes.txt",
+            "--include-credentials",
+        ),
+    ],
+)
+def test_secrets_are_refused_unless_told(
+    hub: HubServer,
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    content: str,
+    error: str,
+    flag: str,
+) -> None:
+    path = project / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    assert_user_error(capsys, _publish(hub, "--check-steps", "0"), error, flag)
+    assert "lab/spirals" not in hub.repos, "refused before anything reached the Hub"
+    assert _publish(hub, "--check-steps", "0", "--include-dotfiles", "--include-credentials") == 0
+    assert name in hub.repos["lab/spirals"].files()
+
+
+def test_compiled_and_native_files_are_never_published(
+    hub: HubServer, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "fast.abi3.so").write_bytes(b"\x7fELF")
+    code = _publish(hub, "--check-steps", "0")
+    assert_user_error(capsys, code, "fast.abi3.so is a native library or extension module", "Python source only")
+    assert "lab/spirals" not in hub.repos
+
+
+def test_a_gitignore_that_leaves_out_a_needed_file_is_refused(
+    hub: HubServer, project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / ".gitignore").write_text("model.py\n")
+    code = _publish(hub, "--check-steps", "0")
+    assert_user_error(capsys, code, "model.py would not be uploaded, but the manifest names it", "git check-ignore")
+    assert "lab/spirals" not in hub.repos

@@ -250,13 +250,13 @@ def test_bad_project_is_one_line_error_with_hint(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     project = make(tmp_path)
-    code = main(["--project", project, "--data-dir", str(tmp_path / "data"), *argv])
+    code = main(["--project", project, "--data-dir", str(tmp_path / "data"), "--status-port", "0", *argv])
     assert_user_error(capsys, code, error, hint)
 
 
 def test_errors_name_the_manifest_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = write_project(tmp_path / "proj", {"run_id": "has spaces"})
-    code = main(["--project", str(root), "--data-dir", str(tmp_path / "data")])
+    code = main(["--project", str(root), "--data-dir", str(tmp_path / "data"), "--status-port", "0"])
     error, _ = assert_user_error(capsys, code, "key 'run_id': 'has spaces' is not a run id", 'run_id = "mnist-v1"')
     assert error.startswith(f"error: {root / 'volunteer.toml'}: ")
 
@@ -269,7 +269,7 @@ def test_preparation_fails_before_torch_is_imported(tmp_path: Path) -> None:
     script = (
         "import sys\n"
         "from volunteer.cli import main\n"
-        f"code = main(['--project', {str(root)!r}, '--data-dir', {str(tmp_path / 'data')!r}])\n"
+        f"code = main(['--project', {str(root)!r}, '--data-dir', {str(tmp_path / 'data')!r}, '--status-port', '0'])\n"
         "heavy = [m for m in ('torch', 'lightning', 'hivemind') if m in sys.modules]\n"
         "print(code, heavy)\n"
     )

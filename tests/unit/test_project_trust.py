@@ -72,11 +72,18 @@ def test_require_consent_paths(data_dir: DataDir) -> None:
     assert asked == [SHA_1]
 
 
-def test_refusal_lists_few_files_and_names_the_fix(data_dir: DataDir) -> None:
+def test_refusal_lists_every_file_that_will_run_and_names_the_fix(data_dir: DataDir) -> None:
     with pytest.raises(TrustError) as caught:
-        require_consent(hub_project(files=7), data_dir, trust=False, ask=None)
+        require_consent(
+            dataclasses.replace(hub_project(files=7), data_files=2, data_bytes=3_500_000),
+            data_dir,
+            trust=False,
+            ask=None,
+        )
     message = caught.value.message
-    assert "'Tiny test project' (lab/tiny at commit 111111111111: file0.py, file1.py, file2.py and 4 more)" in message
+    files = ", ".join(f"file{i}.py" for i in range(7))
+    assert f"(lab/tiny at commit 111111111111: 7 Python files: {files}; also 2 data files" in message
+    assert "(3.5 MB) that the code may read)" in message
     assert caught.value.hint and "--trust" in caught.value.hint and "VOLUNTEER_TRUST=1" in caught.value.hint
     assert not data_dir.consent_file.exists()
 

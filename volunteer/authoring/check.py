@@ -6,8 +6,8 @@ manifest, code references, the peers file), imported and instantiated in isolati
 without hivemind. The report gives the parameter count, the mean step time and the peak memory; a failure is
 one line naming the file and line, and a hint.
 
-Checking is the author's own action, so a Hub project's code runs here without the consent a volunteer is
-asked for (and no consent is recorded for it).
+A Hub project's code runs here only with consent, as for a volunteer: remembered, given with ``--trust``, or
+answered at a prompt on a terminal. Only the manifest and the code are downloaded before that.
 """
 
 from __future__ import annotations
@@ -23,17 +23,20 @@ import sys
 import tempfile
 import traceback
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from volunteer.authoring.errors import CheckFailed
 from volunteer.authoring.options import checked, non_negative_int, positive_int
+from volunteer.constants import without_hub_token
 from volunteer.datadir import DataDir
 from volunteer.errors import VolunteerError
 from volunteer.project import PreparedProject, ResolvedProject, resolve_project
 from volunteer.project.peersources import PeerList, SourceFailed, fetch_peers_url, read_peers_file
+from volunteer.project.prepare import finish_download
+from volunteer.project.trust import describe_code, require_consent
 from volunteer.settings import ArgumentParser, Settings, add_run_options, parse_device, settings_from_namespace
 
 DEFAULT_STEPS = 5
@@ -96,22 +99,33 @@ def check_project(
     steps: int = DEFAULT_STEPS,
     batch_size: int | None = None,
     device: str = "cpu",
+    ask: Callable[[ResolvedProject], bool] | None = None,
 ) -> CheckReport:
     """Validate, import and (``steps`` > 0) train the project ``settings.project`` names.
 
     Args:
-        settings: ``project`` and ``endpoint`` are used (``HF_TOKEN`` is read for private projects).
+        settings: ``project``, ``endpoint`` and ``trust`` are used (``HF_TOKEN`` is read for private projects).
         data_dir: Where a Hub project is downloaded (its ``hub/`` cache).
         steps: Training steps to run; 0 only imports the code and creates the model and data source.
         batch_size: Samples per step (default: the manifest's, at most :data:`DEFAULT_BATCH_SIZE`).
         device: ``cpu`` (the default), ``auto``, ``cuda`` or ``cuda:N``.
+        ask: Asks the author for consent to run a Hub project's code (``None``: only ``--trust`` or a remembered
+            consent lets it run).
 
     Raises:
+        TrustError: a Hub project's code has no consent to run here.
         ProjectError: anything the client would refuse (manifest, code references, the peers file, imports).
         CheckFailed: training fails, or the module cannot train in a swarm (several optimizers,
             ReduceLROnPlateau, no trainable parameters, a loss that is not a finite number).
     """
     project = resolve_project(settings, data_dir)
+    require_consent(project, data_dir, trust=settings.trust, ask=ask)
+    project = finish_download(project, settings, data_dir)
+    with without_hub_token():  # the download is done; the project's code runs in this process now
+        return _check_built(project, steps, batch_size, device)
+
+
+def _check_built(project: ResolvedProject, steps: int, batch_size: int | None, device: str) -> CheckReport:
     manifest = project.manifest
     notes = list(project.warnings)
     peers = _peers(project, notes)
@@ -380,13 +394,24 @@ def _seconds(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
-def format_report(report: CheckReport, *, hub: bool) -> list[str]:
+def ask_on_terminal(project: ResolvedProject) -> bool:
+    """Ask on the terminal whether a Hub project's code may run here, listing every file that will run."""
+    print(
+        f"{project.repo} at commit {project.revision[:12]} runs its own code on this machine, with your rights:\n"
+        f"  {describe_code(project)}\n"
+        f"  read it first: {project.endpoint}/{project.repo}/tree/{project.revision}",
+        flush=True,
+    )
+    try:
+        answer = input("Run this code here? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+def format_report(report: CheckReport) -> list[str]:
     """The report as lines for a terminal."""
     lines = [f"ok  {report.project}: {report.name!r}, run id {report.run_id}"]
-    if hub:
-        lines.append(
-            "    its code ran here without asking for consent: checking is your own action (volunteers are asked)"
-        )
     lines.append(f"ok  manifest, code references and peers file; Python files: {', '.join(report.files)}")
     lines.append(f"ok  imported and created {report.model} and {report.data}")
     lines.append(
@@ -435,7 +460,8 @@ def build_parser() -> ArgumentParser:
         prog="volunteer check",
         description="Validate a project as a volunteer's client would (manifest, code, peers file), import it, and "
         "train it a few steps on this machine with a tiny batch, without hivemind. Reports the parameter count, the "
-        "step time and the peak memory. A Hub project's code runs here without asking: checking is your own action.",
+        "step time and the peak memory. A Hub project's code runs here only with consent: --trust, a consent "
+        "remembered from an earlier run, or your answer at the prompt on a terminal.",
     )
     parser.add_argument("project", metavar="DIR|ID", help="a project folder, org/name or org/name@revision")
     parser.add_argument(
@@ -450,7 +476,7 @@ def build_parser() -> ArgumentParser:
     )
     parser.add_argument("--device", dest="check_device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_run_options(parser, ("data_dir", "endpoint"))
+    add_run_options(parser, ("data_dir", "endpoint", "trust"))
     return parser
 
 
@@ -459,19 +485,27 @@ def main(argv: Sequence[str]) -> int:
     steps = non_negative_int("--steps", args.steps)
     batch_size = positive_int("--batch-size", args.check_batch_size)
     device = checked("--device", parse_device, args.check_device)
-    settings = settings_from_namespace(argparse.Namespace(data_dir=args.data_dir, endpoint=args.endpoint))
+    settings = settings_from_namespace(
+        argparse.Namespace(data_dir=args.data_dir, endpoint=args.endpoint, trust=args.trust)
+    )
     settings = settings.replace(project=args.project)
     data_dir = DataDir.open(settings.data_dir)
     if not args.json:
         print(f"checking {args.project} ...", flush=True)
+    ask = ask_on_terminal if sys.stdin.isatty() and not args.json else None
     report = check_project(
-        settings, data_dir, steps=DEFAULT_STEPS if steps is None else steps, batch_size=batch_size, device=device
+        settings,
+        data_dir,
+        steps=DEFAULT_STEPS if steps is None else steps,
+        batch_size=batch_size,
+        device=device,
+        ask=ask,
     )
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        for line in format_report(report, hub=bool(report.revision)):
+        for line in format_report(report):
             print(line)
         print("the project is ready: publish it with 'volunteer publish DIR --repo org/name'")
     return 0

@@ -66,9 +66,11 @@ class HostSpec:
 
 def run_host_worker(spec: HostSpec, outbox: Any, commands: Any) -> None:
     """Process entry point."""
+    from volunteer.constants import drop_hub_token
     from volunteer.worker import redirect_output, watch_parent
 
     os.setsid()  # a process group of our own: the supervisor kills hivemind's helpers with us
+    drop_hub_token()  # the project's code runs here; the host's own process keeps the token for its uploads
     multiprocessing.set_start_method("fork", force=True)  # hivemind forks its DHT and averagers
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C and tells us to stop
     redirect_output(spec.log_path)

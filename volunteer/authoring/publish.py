@@ -1,10 +1,15 @@
 """``volunteer publish DIR --repo org/name``: check a project folder, then upload it to the Hub as one commit.
 
 A project that fails ``check`` is never uploaded. The repository is created when needed; the folder's files
-(without caches, virtual environments and Lightning's logs) go up in a single commit whose parent is the
+(without caches, virtual environments, Lightning's logs and what ``.gitignore`` files exclude) go up in a
+single commit whose parent is the
 commit read just before, so a commit made meanwhile (a ``volunteer host`` refreshing the peers file) is never
 overwritten unseen. The peers file already on the Hub is kept unless ``--replace-peers``: ``volunteer host``
 maintains it there. The command prints the commit sha and the exact command volunteers run.
+
+A published project is public (or shared with every reader): files whose names start with a dot (``.env``,
+``.netrc``) and files that look like credentials (by name, or holding a token or private key) are refused
+unless ``--include-dotfiles`` / ``--include-credentials`` say they are meant to go up.
 """
 
 from __future__ import annotations
@@ -12,25 +17,46 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from volunteer.authoring.check import CheckReport, check_project
 from volunteer.authoring.hubwrite import hub_api, hub_errors
 from volunteer.authoring.options import non_negative_int, repo_id
 from volunteer.datadir import DataDir
 from volunteer.errors import ConfigError
+from volunteer.project.files import LOCAL_SKIPPED_DIRS, refusal
 from volunteer.project.ids import parse_project_id
 from volunteer.project.manifest import MANIFEST_NAME, read_manifest
-from volunteer.project.static import SKIPPED_DIRS
 from volunteer.settings import ArgumentParser, add_run_options, settings_from_namespace
 
 DEFAULT_CHECK_STEPS = 2
 SKIPPED_FILES = {".DS_Store"}
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
-SKIPPED_FOLDERS = SKIPPED_DIRS | {"lightning_logs", ".ipynb_checkpoints", "checkpoints"}
+SKIPPED_FOLDERS = LOCAL_SKIPPED_DIRS | {"lightning_logs", ".ipynb_checkpoints", "checkpoints"}
 KEPT_REMOTE = {".gitattributes"}
+ALLOWED_DOTFILES = {".gitignore", ".gitattributes"}
+"""Dotfiles that hold no secret and are published as they are."""
+CREDENTIAL_NAMES = re.compile(
+    r"""(^|/)(
+        \.?env(\..*)?|\.netrc|_netrc|\.pypirc|\.npmrc|\.git-credentials|\.htpasswd|\.pgpass|
+        credentials(\.\w+)?|.*secrets?(\.\w+)?|token(\.\w+)?|.*\.token|
+        id_(rsa|dsa|ecdsa|ed25519)(\.pub)?|.*\.(pem|key|p12|pfx|jks|keystore|kdbx|ovpn|asc|gpg)|
+        service[-_]?account.*\.json|client_secret.*\.json
+    )$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+"""File names that usually hold a secret."""
+CREDENTIAL_TEXT = re.compile(
+    rb"hf_[A-Za-z0-9]{30,}|-----BEGIN [A-Z ]*PRIVATE KEY-----|AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36}"
+    rb"|xox[abposr]-[A-Za-z0-9-]{10,}|sk-[A-Za-z0-9]{32,}"
+)
+"""Access tokens and private keys, as they appear in a file (Hub, AWS, GitHub, Slack, OpenAI)."""
+SCANNED_BYTES = 1_000_000
 DOCKER_COMMAND = "docker run --gpus all -it -v volunteer-data:/data volunteer --project {project}"
 
 
@@ -57,19 +83,118 @@ class Published:
     check: CheckReport | None = None
 
 
-def project_files(folder: Path) -> list[str]:
-    """The files ``publish`` uploads, relative to ``folder`` with ``/`` separators, sorted."""
+def project_files(folder: Path, *, include_dotfiles: bool = False, include_credentials: bool = False) -> list[str]:
+    """The files ``publish`` uploads, relative to ``folder`` with ``/`` separators, sorted.
+
+    Raises:
+        ConfigError: the folder holds dotfiles or credential-looking files (unless included), or files that
+            volunteers' clients refuse (compiled or native code).
+    """
     files = []
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if any(part in SKIPPED_FOLDERS or part == ".git" for part in relative.parts[:-1]):
+    for relative in _walk(folder):
+        if relative.split("/")[-1] in SKIPPED_FILES or relative.endswith(SKIPPED_SUFFIXES):
             continue
-        if path.is_dir() or path.is_symlink() or not path.is_file():
-            continue
-        if relative.name in SKIPPED_FILES or relative.name.endswith(SKIPPED_SUFFIXES):
-            continue
-        files.append(relative.as_posix())
+        files.append(relative)
+    refused = [(f, why) for f in files if (why := refusal(f))]
+    if refused:
+        path, why = refused[0]
+        raise ConfigError(
+            f"{folder / path} is {why}, which volunteers' clients refuse to run",
+            "a project ships Python source only: delete it (or ignore it in .gitignore) and publish the .py source",
+        )
+    dotfiles = [f for f in files if _dotted(f)]
+    if dotfiles and not include_dotfiles:
+        raise ConfigError(
+            f"publish would upload dotfiles, which often hold secrets: {_some(dotfiles)}",
+            "ignore them in .gitignore (publish honours it) or delete them; if they are meant to be public, pass "
+            "--include-dotfiles",
+        )
+    secrets = [f for f in files if _looks_like_credentials(folder / f, f)]
+    if secrets and not include_credentials:
+        raise ConfigError(
+            f"publish would upload files that look like credentials (a token or key): {_some(secrets)}",
+            "remove the secret, or ignore the files in .gitignore; if they hold no secret, pass --include-credentials",
+        )
     return files
+
+
+def _walk(folder: Path) -> list[str]:
+    """Every file under ``folder``, without skipped folders, links, and what its .gitignore files exclude."""
+    from pathspec import GitIgnoreSpec
+
+    found: list[str] = []
+    ignores: list[tuple[str, GitIgnoreSpec]] = []  # (folder prefix, its .gitignore), outermost first
+    for here, dirs, names in os.walk(folder):
+        prefix = Path(here).relative_to(folder).as_posix()
+        prefix = "" if prefix == "." else prefix + "/"
+        ignores = [(p, spec) for p, spec in ignores if prefix.startswith(p)]
+        gitignore = Path(here) / ".gitignore"
+        if gitignore.is_file() and not gitignore.is_symlink():
+            try:
+                ignores.append((prefix, GitIgnoreSpec.from_lines(gitignore.read_text(errors="replace").splitlines())))
+            except (OSError, ValueError) as e:
+                raise ConfigError(
+                    f"{gitignore} cannot be read: {e}", "fix the patterns in it (git check-ignore -v shows them)"
+                ) from None
+
+        kept = []
+        for name in sorted(dirs):
+            path = Path(here) / name
+            if name in SKIPPED_FOLDERS or path.is_symlink() or _ignored(ignores, prefix + name + "/"):
+                continue
+            kept.append(name)
+        dirs[:] = kept
+        for name in sorted(names):
+            path = Path(here) / name
+            if path.is_symlink() or not path.is_file() or _ignored(ignores, prefix + name):
+                continue
+            found.append(prefix + name)
+    return sorted(found)
+
+
+def _check_required(folder: Path, files: list[str]) -> None:
+    """The manifest and the files it names must go up: a .gitignore that leaves one out breaks the project."""
+    if MANIFEST_NAME not in files:
+        raise ConfigError(
+            f"{folder / MANIFEST_NAME} would not be uploaded (it is missing, or a .gitignore excludes it)",
+            f"create {MANIFEST_NAME} (volunteer init writes one), or remove its pattern from .gitignore",
+        )
+    manifest = read_manifest(folder / MANIFEST_NAME, str(folder / MANIFEST_NAME))
+    needed = [manifest.model.ref.file, manifest.data.ref.file, manifest.peers.file]
+    for file in needed:
+        if file is not None and file not in files:
+            raise ConfigError(
+                f"{folder / file} would not be uploaded, but the manifest names it (a .gitignore excludes it, or it "
+                "is a link)",
+                "remove its pattern from .gitignore (git check-ignore -v shows which), or make it a plain file",
+            )
+
+
+def _ignored(ignores: list[tuple[str, Any]], relative: str) -> bool:
+    """Whether a .gitignore of a folder above ``relative`` (a folder ends with '/') excludes it."""
+    return any(spec.match_file(relative[len(prefix) :]) for prefix, spec in ignores)
+
+
+def _dotted(path: str) -> bool:
+    parts = path.split("/")
+    return any(part.startswith(".") for part in parts[:-1]) or (
+        parts[-1].startswith(".") and parts[-1] not in ALLOWED_DOTFILES
+    )
+
+
+def _looks_like_credentials(path: Path, relative: str) -> bool:
+    if CREDENTIAL_NAMES.search(relative):
+        return True
+    try:
+        with path.open("rb") as f:
+            return CREDENTIAL_TEXT.search(f.read(SCANNED_BYTES)) is not None
+    except OSError:
+        return False
+
+
+def _some(files: list[str]) -> str:
+    shown = ", ".join(files[:8])
+    return shown + (f" and {len(files) - 8} more" if len(files) > 8 else "")
 
 
 def publish_folder(
@@ -82,6 +207,8 @@ def publish_folder(
     replace_peers: bool = False,
     delete_missing: bool = False,
     check: CheckReport | None = None,
+    include_dotfiles: bool = False,
+    include_credentials: bool = False,
 ) -> Published:
     """Upload a (checked) project folder to ``repo`` as one commit; see the module docstring.
 
@@ -105,7 +232,7 @@ def publish_folder(
         except RevisionNotFoundError:  # a repository without any commit yet
             parent, remote = None, set()
 
-    local = project_files(folder)
+    local = project_files(folder, include_dotfiles=include_dotfiles, include_credentials=include_credentials)
     uploaded = list(local)
     peers_file = manifest.peers.file
     kept_peers = None
@@ -212,6 +339,16 @@ def build_parser() -> ArgumentParser:
         metavar="N",
         help=f"training steps of the check before uploading; 0: import only (default {DEFAULT_CHECK_STEPS})",
     )
+    parser.add_argument(
+        "--include-dotfiles",
+        action="store_true",
+        help="upload files and folders whose names start with a dot (.env, .github/ ...); refused by default",
+    )
+    parser.add_argument(
+        "--include-credentials",
+        action="store_true",
+        help="upload files that look like credentials (key files, tokens in the text); refused by default",
+    )
     add_run_options(parser, ("data_dir", "endpoint"))
     return parser
 
@@ -229,6 +366,8 @@ def main(argv: Sequence[str]) -> int:
         )
     target = repo_id("--repo", args.repo)
     folder = Path(ref.repo)
+    included = dict(include_dotfiles=args.include_dotfiles, include_credentials=args.include_credentials)
+    _check_required(folder, project_files(folder, **included))  # refuses secrets before anything else runs
     print(f"checking {args.folder} before publishing ...", flush=True)
     report = check_project(
         settings.replace(project=ref.repo), DataDir.open(settings.data_dir), steps=steps, device="cpu"
@@ -249,6 +388,7 @@ def main(argv: Sequence[str]) -> int:
         replace_peers=args.replace_peers,
         delete_missing=args.delete_missing,
         check=report,
+        **included,
     )
     for line in report_lines(result):
         print(line)

@@ -3,6 +3,11 @@
 A branch or tag is resolved to its commit sha once, and every file is fetched at that sha, so a commit pushed
 during the download can never mix two versions. Resolutions are remembered in the cache's ``refs/`` folder
 (the layout huggingface_hub itself uses), so that when the Hub cannot be reached the last snapshot starts.
+
+Before consent only the manifest and the Python files are downloaded, after the repository's listing has been
+checked against the rules and limits of :mod:`volunteer.project.files` (so a repository holding compiled or
+native code, or too much, is refused before any of it is fetched); :func:`download_rest` fetches the other files
+once the volunteer has agreed.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ from typing import Any
 from volunteer.constants import env
 from volunteer.datadir import atomic_write_text
 from volunteer.errors import DataDirError, ProjectError
+from volunteer.project.files import MAX_FILES, Contents, sort_files, walk_snapshot
 from volunteer.project.ids import ProjectRef
+from volunteer.project.manifest import MANIFEST_NAME
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,8 @@ class HubSnapshot:
     sha: str
     from_cache: bool
     """True when the Hub could not be reached and a cached snapshot is used."""
+    contents: Contents
+    """The repository's files: the code (downloaded) and the data (not yet)."""
     warnings: tuple[str, ...] = ()
 
 
@@ -82,10 +91,110 @@ def download_project(
             from_cache = True
             warnings.append(f"{why}; starting {ref.repo}@{ref.revision} from the cached snapshot at commit {sha}")
 
-    root = _snapshot(ref, sha, cache_dir, endpoint, token, shown_endpoint, local_only=from_cache)
+    where = _describe(ref.repo, sha)
+    saved = _saved_listing(cache_dir, ref.repo, sha)
+    listing = saved
+    if listing is None and not from_cache:
+        try:
+            listing = _listing(api, ref, sha, shown_endpoint, token)
+        except _Unreachable as e:
+            if not ref.pinned:
+                raise _offline_error(ref, sha, shown_endpoint, cache_dir, e.error) from None
+            from_cache = True  # a pinned commit may start from the cache, as snapshot_download would
+            warnings.append(f"{_unreachable(e.error, shown_endpoint)}; starting {ref.repo}@{sha} from the cache")
+        else:
+            _save_listing(cache_dir, ref.repo, sha, listing)
+    if listing is not None:
+        contents = sort_files(listing, where, MANIFEST_NAME, count_all=True)
+        wanted = [*contents.code, MANIFEST_NAME]
+        root = _snapshot(ref, sha, cache_dir, endpoint, token, shown_endpoint, local_only=from_cache, only=wanted)
+        sort_files(walk_snapshot(root, root.parent.parent, where), where, MANIFEST_NAME, count_all=True)
+    else:  # cached by a client that kept no listing: what is on disk is checked instead
+        root = _snapshot(
+            ref, sha, cache_dir, endpoint, token, shown_endpoint, local_only=True, only=["*.py", MANIFEST_NAME]
+        )
+        contents = sort_files(walk_snapshot(root, root.parent.parent, where), where, MANIFEST_NAME, count_all=True)
     for warning in warnings:
         log.info(warning)  # the caller shows ResolvedProject.warnings; a bare warning here would print twice
-    return HubSnapshot(root=root, sha=sha, from_cache=from_cache, warnings=tuple(warnings))
+    return HubSnapshot(root=root, sha=sha, from_cache=from_cache, contents=contents, warnings=tuple(warnings))
+
+
+class _Unreachable(Exception):
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _listing_path(cache_dir: Path, repo: str, sha: str) -> Path:
+    from huggingface_hub.file_download import repo_folder_name
+
+    return cache_dir / repo_folder_name(repo_id=repo, repo_type="model") / "volunteer-listings" / f"{sha}.json"
+
+
+def _saved_listing(cache_dir: Path, repo: str, sha: str) -> list[tuple[str, int]] | None:
+    """The listing read from the Hub when this commit was first downloaded (a commit never changes)."""
+    import json
+
+    try:
+        data = json.loads(_listing_path(cache_dir, repo, sha).read_text(encoding="utf-8"))
+        return [(str(path), int(size)) for path, size in data["files"]]
+    except (OSError, ValueError, TypeError, KeyError, OverflowError):
+        return None  # none kept, or damaged: the Hub (or the disk) is asked again
+
+
+def _save_listing(cache_dir: Path, repo: str, sha: str, listing: list[tuple[str, int]]) -> None:
+    import json
+
+    try:
+        atomic_write_text(_listing_path(cache_dir, repo, sha), json.dumps({"files": listing}))
+    except OSError as e:  # the download reports an unwritable cache in full
+        log.warning("could not keep the file listing of %s@%s: %s", repo, sha, e)
+
+
+def download_rest(
+    ref: ProjectRef, sha: str, cache_dir: Path, *, endpoint: str | None, token: str | None, from_cache: bool
+) -> Contents:
+    """After consent: the rest of the project's files at ``sha``; checks the whole snapshot again.
+
+    Raises:
+        ProjectError: the download fails, or the snapshot on disk holds what the rules refuse.
+    """
+    from huggingface_hub import constants
+
+    shown_endpoint = endpoint or constants.ENDPOINT
+    where = _describe(ref.repo, sha)
+    root = _snapshot(ref, sha, cache_dir, endpoint, token, shown_endpoint, local_only=from_cache, only=None)
+    return sort_files(walk_snapshot(root, root.parent.parent, where), where, MANIFEST_NAME, count_all=True)
+
+
+def _describe(repo: str, sha: str) -> Any:
+    return lambda file: f"{repo}@{sha[:7]}:{file}"
+
+
+def _listing(api: Any, ref: ProjectRef, sha: str, shown_endpoint: str, token: str | None) -> list[tuple[str, int]]:
+    """The repository's files at ``sha`` as (path, size); a listing longer than the limit is not read on.
+
+    Raises:
+        _Unreachable: the Hub cannot be reached.
+        ProjectError: the Hub refuses, or the repository holds too many files.
+    """
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.hf_api import RepoFile
+
+    files: list[tuple[str, int]] = []
+    try:
+        for entry in api.list_repo_tree(ref.repo, recursive=True, revision=sha):
+            if isinstance(entry, RepoFile):
+                files.append((entry.path, int(entry.size or 0)))
+                if len(files) > MAX_FILES:
+                    break  # sort_files refuses the repository; the rest of the listing is never read
+    except (*transport_errors(), OfflineModeIsEnabled, ConnectionError, TimeoutError) as e:
+        raise _Unreachable(e) from None
+    except HfHubHTTPError as e:
+        if _status(e) >= 500:
+            raise _Unreachable(e) from None
+        raise _hub_error(e, ref, shown_endpoint, token, sha=sha) from None
+    return files
 
 
 def _snapshot(
@@ -97,10 +206,17 @@ def _snapshot(
     shown_endpoint: str,
     *,
     local_only: bool,
+    only: list[str] | None,
 ) -> Path:
+    """Download (or find in the cache) the snapshot at ``sha``: the files named in ``only``, or all."""
+    import glob
+
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+    patterns = None
+    if only is not None:  # exact names, escaped for fnmatch; the offline case passes patterns on purpose
+        patterns = [name if local_only else glob.escape(name) for name in only]
     try:
         path = snapshot_download(
             ref.repo,
@@ -109,6 +225,7 @@ def _snapshot(
             endpoint=endpoint,
             token=token,
             local_files_only=local_only,
+            allow_patterns=patterns,
             tqdm_class=_quiet_tqdm(),
         )
     except LocalEntryNotFoundError as e:

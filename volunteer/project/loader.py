@@ -6,6 +6,11 @@ Each project is imported as a package of its own, named after the project and it
 ``model.py`` can never shadow another ``model`` module. Inside a project, files import each other relatively
 (``from .data import make_loader``). Errors in the project's code become one-line :class:`ProjectError`s that
 name the file and line.
+
+The package is imported from Python source only: its folder (and every folder below it) is read by a finder
+that knows ``.py`` files and nothing else, with a loader that compiles the source it shows and never reads or
+writes bytecode. A ``__pycache__`` or a native extension module planted in a snapshot is never imported, and
+importing a project writes nothing into its folder (see docs/security.md).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import importlib
 import importlib.machinery
 import importlib.util
+import os
 import re
 import sys
 import traceback
@@ -51,6 +57,36 @@ def _fingerprint(project: ResolvedProject) -> str:
     return digest.hexdigest()[:12]
 
 
+class SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles a module from its ``.py`` source every time: no bytecode is read, none is written."""
+
+    def get_code(self, fullname: str) -> Any:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+    def set_data(self, path: str, data: bytes, *, _mode: int = 0o666) -> None:
+        """Never called by :meth:`get_code`; refuses writes from any other path of the import system."""
+
+
+_SOURCE_ROOTS: set[str] = set()
+
+
+def _source_only_hook(path: str) -> importlib.machinery.FileFinder:
+    if any(path == root or path.startswith(root + os.sep) for root in _SOURCE_ROOTS):
+        return importlib.machinery.FileFinder(path, (SourceOnlyLoader, importlib.machinery.SOURCE_SUFFIXES))
+    raise ImportError("not a project folder")
+
+
+def source_only(root: Path) -> None:
+    """Import every module under ``root`` from its ``.py`` source only, in this process."""
+    folder = str(root)
+    if _source_only_hook not in sys.path_hooks:
+        sys.path_hooks.insert(0, _source_only_hook)
+    _SOURCE_ROOTS.add(folder)
+    for cached in [p for p in sys.path_importer_cache if p == folder or p.startswith(folder + os.sep)]:
+        del sys.path_importer_cache[cached]
+
+
 def import_package(project: ResolvedProject) -> ModuleType:
     """The project's package, created on first use."""
     name = package_name(project)
@@ -58,9 +94,15 @@ def import_package(project: ResolvedProject) -> ModuleType:
         return sys.modules[name]
     if project.kind == "builtin":
         return importlib.import_module(name)
+    source_only(project.root)
     init = project.root / "__init__.py"
     if init.is_file():
-        spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(project.root)])
+        spec = importlib.util.spec_from_file_location(
+            name,
+            init,
+            loader=SourceOnlyLoader(name, str(init)),
+            submodule_search_locations=[str(project.root)],
+        )
     else:
         spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
         spec.submodule_search_locations = [str(project.root)]

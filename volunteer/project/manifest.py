@@ -386,10 +386,21 @@ def parse_manifest(text: str, where: str) -> Manifest:
             f"{where}: not valid TOML: {e}",
             f'fix the syntax at that line: strings need quotes (name = "x"), tables are [section]; see {DOCS}',
         ) from None
+    except (RecursionError, MemoryError):
+        raise _too_deep(where) from None
     try:
         return Manifest.model_validate(data)
     except ValidationError as e:
         raise _explain(e, where) from None
+    except (RecursionError, MemoryError):
+        raise _too_deep(where) from None
+
+
+def _too_deep(where: str) -> ProjectError:
+    return ProjectError(
+        f"{where}: nested too deeply to be read (arrays or tables inside each other beyond what can be parsed)",
+        f"a manifest holds settings: flatten the nested values (see {DOCS})",
+    )
 
 
 def _explain(error: ValidationError, where: str) -> ProjectError:

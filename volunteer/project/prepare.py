@@ -6,6 +6,7 @@ torch, Lightning or hivemind: every mistake is reported at once, before training
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable
@@ -14,12 +15,13 @@ from pathlib import Path
 import volunteer
 from volunteer.datadir import DataDir
 from volunteer.errors import ProjectError
-from volunteer.project.hub import download_project, hub_endpoint, hub_token
+from volunteer.project.files import Contents, sort_files, walk_folder
+from volunteer.project.hub import download_project, download_rest, hub_endpoint, hub_token
 from volunteer.project.ids import ProjectRef, parse_project_id
 from volunteer.project.manifest import MANIFEST_NAME, Manifest, read_manifest
 from volunteer.project.peersources import PeerList, collect_peers
 from volunteer.project.prepared import PreparedProject, ResolvedProject, describe_file
-from volunteer.project.static import check_project_code, code_files
+from volunteer.project.static import check_project_code
 from volunteer.project.trust import require_consent
 from volunteer.settings import Settings
 
@@ -37,32 +39,84 @@ def resolve_project(settings: Settings, data_dir: DataDir) -> ResolvedProject:
     """
     ref = parse_project_id(settings.project)
     revision, endpoint, from_cache, warnings = "", "", False, ()
-    if ref.kind == "builtin":
-        root = DEMO_ROOT
-    elif ref.kind == "local":
-        root = Path(ref.repo)
-    else:
+    if ref.kind == "hub":
         endpoint_setting = hub_endpoint(settings.endpoint)
         snapshot = download_project(ref, data_dir.hub_cache, endpoint=endpoint_setting, token=hub_token())
         root, revision, from_cache, warnings = snapshot.root, snapshot.sha, snapshot.from_cache, snapshot.warnings
         endpoint = endpoint_setting or _default_endpoint()
+        contents = snapshot.contents
+    else:
+        root = DEMO_ROOT if ref.kind == "builtin" else Path(ref.repo)
+        contents = local_contents(root, _where(ref, root, revision))
 
     where = _where(ref, root, revision)
     manifest = read_manifest(root / MANIFEST_NAME, where(MANIFEST_NAME))
     check_client_version(manifest, where(MANIFEST_NAME))
-    check_project_code(manifest, root, where)
+    check_project_code(manifest, root, where, files=contents.code, present=_present(ref, root, contents))
     return ResolvedProject(
         id=ref.text,
         repo=ref.repo,
         revision=revision,
         root=root,
         manifest=manifest,
-        files=code_files(root),
+        files=contents.code,
         from_cache=from_cache,
         warnings=tuple(warnings),
         kind=ref.kind,
         endpoint=endpoint,
+        data_files=contents.data_files,
+        data_bytes=contents.data_bytes,
+        complete=ref.kind != "hub",
     )
+
+
+def local_contents(root: Path, where: Callable[[str], str]) -> Contents:
+    """The files of a project folder on this machine, checked against the same rules as a Hub project's.
+
+    Raises:
+        ProjectError: the folder holds a native extension or a ``.pth`` file, or exceeds a limit.
+    """
+    if not root.is_dir():
+        raise ProjectError(
+            f"project folder {str(root)!r} does not exist" if not root.exists() else f"{str(root)!r} is not a folder",
+            "give the path of a folder holding volunteer.toml, or a Hub id (org/name)",
+        )
+    return sort_files(walk_folder(root), where, MANIFEST_NAME, count_all=False)
+
+
+def _present(ref: ProjectRef, root: Path, contents: Contents) -> Callable[[str], bool]:
+    """Whether a file is part of the project (a Hub project's data files are not downloaded before consent)."""
+    if ref.kind != "hub":
+        return lambda file: (root / file).is_file()
+    listed = set(contents.code) | set(contents.data)
+    return lambda file: file in listed
+
+
+def finish_download(project: ResolvedProject, settings: Settings, data_dir: DataDir) -> ResolvedProject:
+    """After consent: download the rest of a Hub project (its data files); other projects are already whole.
+
+    Raises:
+        ProjectError: the download fails, or the snapshot holds what the rules refuse.
+    """
+    if project.complete:
+        return project
+    ref = parse_project_id(project.id)
+    contents = download_rest(
+        ref,
+        project.revision,
+        data_dir.hub_cache,
+        endpoint=hub_endpoint(settings.endpoint),
+        token=hub_token(),
+        from_cache=project.from_cache,
+    )
+    if contents.code != project.files:
+        changed = sorted(set(contents.code) ^ set(project.files))
+        raise ProjectError(
+            f"{project.where('')}: the snapshot's Python files changed after consent: {', '.join(changed)}",
+            f"the cache in {data_dir.hub_cache} is being changed by someone else: delete the project's folder there "
+            "and run again",
+        )
+    return dataclasses.replace(project, complete=True, data_files=contents.data_files, data_bytes=contents.data_bytes)
 
 
 def prepare_project(
@@ -87,6 +141,7 @@ def prepare_project(
     """
     project = resolve_project(settings, data_dir)
     consent = require_consent(project, data_dir, trust=settings.trust, ask=ask_consent)
+    project = finish_download(project, settings, data_dir)
     peers = collect_project_peers(project, settings, data_dir)
     return PreparedProject(project=project, peers=peers, consent=consent)
 

@@ -35,6 +35,11 @@ class ResolvedProject:
     kind: Literal["builtin", "local", "hub"] = "hub"
     endpoint: str = ""
     """The Hub's address, for a Hub project."""
+    data_files: int = 0
+    """Files that are neither code nor the manifest: data the code may read (a Hub project's come after consent)."""
+    data_bytes: int = 0
+    complete: bool = True
+    """False for a Hub project whose data files are not downloaded yet (they are, once consent is given)."""
 
     def info(self) -> ProjectInfo:
         return ProjectInfo(

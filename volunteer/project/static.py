@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from volunteer.errors import ProjectError
+from volunteer.project.files import walk_folder
 from volunteer.project.manifest import DOCS, MANIFEST_NAME, CodeRef, Manifest
 
 # Base classes that are certainly not what a key asks for, when written directly.
 _NOT_MODULES = {"object", "Module", "nn.Module", "torch.nn.Module", "LightningDataModule", "Dataset"}
 _NOT_DATAMODULES = {"object", "Module", "nn.Module", "torch.nn.Module", "LightningModule", "Dataset", "DataLoader"}
-
-SKIPPED_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules"}
-MAX_CODE_FILES = 2000
 
 
 @dataclass(frozen=True)
@@ -31,41 +29,62 @@ class _Definition:
     tree: ast.Module
 
 
-def code_files(root: Path) -> tuple[str, ...]:
-    """The project's Python files, relative to ``root`` with '/' separators, sorted (what consent covers)."""
-    found: list[str] = []
-    for path in sorted(root.rglob("*.py")):
-        relative = path.relative_to(root)
-        if any(part in SKIPPED_DIRS or part.startswith(".") for part in relative.parts[:-1]):
-            continue
-        found.append(relative.as_posix())
-        if len(found) >= MAX_CODE_FILES:
-            break
-    return tuple(found)
-
-
-def check_project_code(manifest: Manifest, root: Path, describe: Callable[[str], str]) -> None:
+def check_project_code(
+    manifest: Manifest,
+    root: Path,
+    describe: Callable[[str], str],
+    *,
+    files: tuple[str, ...] | None = None,
+    present: Callable[[str], bool] | None = None,
+) -> None:
     """Check the files and names the manifest points at.
 
     Args:
         manifest: The validated manifest.
         root: The project folder.
         describe: How messages name a file of the project, e.g. ``org/name@1a2b3c4:model.py``.
+        files: The project's Python files (those a code reference may name); default: those in ``root``.
+        present: Whether a file is part of the project (for the peers file, which may not be downloaded yet);
+            default: whether it is in ``root``.
 
     Raises:
         ProjectError: a file that is missing or has a syntax error, a name that is not defined, a class where a
             function is needed (or the reverse), a class that is certainly not a LightningModule or
             LightningDataModule, or init arguments the class or function does not take.
     """
+    if files is None:
+        files = tuple(path for path, _ in walk_folder(root) if path.endswith(".py"))
+    if present is None:
+        present = lambda file: (root / file).is_file()  # noqa: E731
+    try:
+        _check_code(manifest, root, describe, files, present)
+    except (RecursionError, MemoryError):
+        raise _too_deep(describe(MANIFEST_NAME), "the code the manifest names") from None
+
+
+def _too_deep(where: str, what: str) -> ProjectError:
+    return ProjectError(
+        f"{where}: nested too deeply to be read (an expression or block deeper than Python can parse)",
+        f"simplify {what}: split long expressions and deeply nested blocks; data belongs in a data file",
+    )
+
+
+def _check_code(
+    manifest: Manifest,
+    root: Path,
+    describe: Callable[[str], str],
+    files: tuple[str, ...],
+    present: Callable[[str], bool],
+) -> None:
     where = describe(MANIFEST_NAME)
-    model = _definition(root, manifest.model.ref, "model.class_path", describe)
+    model = _definition(root, manifest.model.ref, "model.class_path", describe, files)
     _check_kind(model, manifest.model.ref, "model.class_path", "class", where, "LightningModule")
     _check_bases(model, manifest.model.ref, "model.class_path", where, "LightningModule", _NOT_MODULES)
     _check_args(model, manifest.model.ref, "model.init_args", manifest.model.init_args, where)
 
     data_key = f"data.{manifest.data.kind}"
     data_ref = manifest.data.ref
-    data = _definition(root, data_ref, data_key, describe)
+    data = _definition(root, data_ref, data_key, describe, files)
     args = {**manifest.data.init_args, manifest.data.batch_size_arg: None}
     if manifest.data.kind == "datamodule":
         _check_kind(data, data_ref, data_key, "class", where, "LightningDataModule")
@@ -74,18 +93,20 @@ def check_project_code(manifest: Manifest, root: Path, describe: Callable[[str],
         _check_kind(data, data_ref, data_key, "function", where, "dataloader")
     _check_args(data, data_ref, "data.init_args", args, where, batch_size_arg=manifest.data.batch_size_arg)
 
-    if manifest.peers.file is not None and not (root / manifest.peers.file).is_file():
+    if manifest.peers.file is not None and not present(manifest.peers.file):
         raise ProjectError(
             f"{where}: key 'peers.file': {manifest.peers.file} does not exist in the project",
             f"add {manifest.peers.file} (one multiaddress a line) to the project, or remove peers.file",
         )
 
 
-def _definition(root: Path, ref: CodeRef, key: str, describe: Callable[[str], str]) -> _Definition:
+def _definition(
+    root: Path, ref: CodeRef, key: str, describe: Callable[[str], str], files: tuple[str, ...]
+) -> _Definition:
     where = describe(MANIFEST_NAME)
     path = root / ref.file
-    if not path.is_file():
-        present = ", ".join(f for f in code_files(root)[:8]) or "none"
+    if ref.file not in files or not path.is_file():
+        present = ", ".join(files[:8]) or "none"
         raise ProjectError(
             f"{where}: key '{key}': file {ref.file} does not exist in the project",
             f"add {ref.file} or fix the path (relative to the project folder; Python files here: {present})",
@@ -100,6 +121,10 @@ def _definition(root: Path, ref: CodeRef, key: str, describe: Callable[[str], st
         ) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ProjectError(f"{describe(ref.file)} cannot be read: {e}", f"save {ref.file} as UTF-8 text") from None
+    except ValueError as e:  # null bytes (Python 3.11 raises ValueError, later versions SyntaxError)
+        raise ProjectError(f"{describe(ref.file)} cannot be parsed: {e}", f"save {ref.file} as Python text") from None
+    except (RecursionError, MemoryError):
+        raise _too_deep(describe(ref.file), ref.file) from None
     found = _find(tree.body, ref.name)
     if found is None:
         defined = sorted(

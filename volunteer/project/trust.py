@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from volunteer.project.prepared import ResolvedProject
 
 CONSENT_FORMAT = 1
-_SHOWN_FILES = 3
 
 
 def consent_key(project: ResolvedProject) -> str:
@@ -40,6 +39,18 @@ def code_digest(project: ResolvedProject) -> str:
         digest.update(path.read_bytes() if path.is_file() else b"<missing>")
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def describe_code(project: ResolvedProject) -> str:
+    """Every file that will run, and what else comes with them: what consent is asked for, in one line."""
+    count = len(project.files)
+    text = f"{count} Python file{'s' if count != 1 else ''}: {', '.join(project.files)}" if count else "no Python files"
+    if project.data_files:
+        text += (
+            f"; also {project.data_files} data file{'s' if project.data_files != 1 else ''} "
+            f"({project.data_bytes / 1e6:,.1f} MB) that the code may read"
+        )
+    return text
 
 
 def needs_consent(project: ResolvedProject) -> bool:
@@ -77,7 +88,9 @@ def remember_consent(data_dir: DataDir, project: ResolvedProject, how: str) -> N
     if not needs_consent(project):
         return
     data = _load(data_dir)
-    commits = data["projects"].setdefault(consent_key(project), {})
+    commits = data["projects"].get(consent_key(project))
+    if not isinstance(commits, dict):
+        commits = data["projects"][consent_key(project)] = {}
     commits[project.revision] = {
         "name": project.manifest.name,
         "files": list(project.files),
@@ -117,13 +130,10 @@ def require_consent(
     if ask is not None and ask(project):
         remember_consent(data_dir, project, "asked")
         return "asked"
-    shown = ", ".join(project.files[:_SHOWN_FILES])
-    if len(project.files) > _SHOWN_FILES:
-        shown += f" and {len(project.files) - _SHOWN_FILES} more"
     declined = " was declined" if ask is not None else " has not been given"
     raise TrustError(
         f"consent to run project {project.manifest.name!r} ({project.repo} at commit {project.revision[:12]}: "
-        f"{shown or 'no Python files'}){declined}",
+        f"{describe_code(project)}){declined}",
         f"read the code ({project.endpoint}/{project.repo}/tree/{project.revision}), then run again with --trust "
         "(or VOLUNTEER_TRUST=1) to let this commit's code run on this machine; consent is remembered for this "
         "code: a later commit asks again only if the code or the manifest changed",

@@ -47,6 +47,11 @@ def _number(value: object) -> float | int | None:
         return None
     if isinstance(value, float) and math.isnan(value):
         return None
+    if isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:  # beyond every float: as good as infinite
+            return math.inf if value > 0 else -math.inf
     return value
 
 

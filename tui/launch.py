@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from volunteer.constants import CONTROL_TOKEN_ENV
 from volunteer.control_token import new_token
@@ -122,7 +123,7 @@ def attach_main(argv: Sequence[str]) -> int:
     """``volunteer attach [URL]``: the dashboard of a running headless volunteer; quitting leaves it running."""
     from tui import run_tui
     from volunteer.settings import DEFAULT_STATUS_PORT, ArgumentParser
-    from volunteer.status_client import StatusClient, normalize_url
+    from volunteer.status_client import StatusClient, is_loopback_host, normalize_url
 
     parser = ArgumentParser(prog="volunteer attach", description=attach_main.__doc__)
     parser.add_argument(
@@ -146,7 +147,9 @@ def attach_main(argv: Sequence[str]) -> int:
             f"pass the status endpoint as host:port or http://host:port, e.g. volunteer attach "
             f"127.0.0.1:{DEFAULT_STATUS_PORT}",
         ) from None
-    client = StatusClient(url, token=find_control_token(args.data_dir))
+    # this machine's token goes only to this machine: a remote endpoint gets one from VOLUNTEER_CONTROL_TOKEN
+    local = is_loopback_host(urlsplit(url).netloc)
+    client = StatusClient(url, token=find_control_token(args.data_dir, from_file=local))
     try:
         client.latest()
     except ConnectionError:
@@ -163,8 +166,9 @@ def attach_main(argv: Sequence[str]) -> int:
     return run_tui(client, attach=True)
 
 
-def find_control_token(data_dir: str | None) -> str | None:
-    """The control token for ``attach``: ``VOLUNTEER_CONTROL_TOKEN``, else the data directory's token file.
+def find_control_token(data_dir: str | None, *, from_file: bool = True) -> str | None:
+    """The control token for ``attach``: ``VOLUNTEER_CONTROL_TOKEN``, else (``from_file``) the data directory's
+    token file.
 
     Without one the dashboard still shows the session, but the session refuses its commands.
     """
@@ -175,6 +179,8 @@ def find_control_token(data_dir: str | None) -> str | None:
     given = env(CONTROL_TOKEN_ENV)
     if given:
         return given.strip()
+    if not from_file:
+        return None
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     return read_token(root / "control.token")
 

@@ -32,6 +32,10 @@ def _int(value: int) -> str:
 
 
 def _float(value: float, spec: str) -> str:
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond every float
+        value = math.inf if value > 0 else -math.inf
     if not math.isfinite(value) or abs(value) >= 1e18:
         return str(value) if not math.isfinite(value) else f"{value:.3g}"
     return format(value, spec)
@@ -56,6 +60,10 @@ def format_status(s: Snapshot) -> str:
 
 
 def _round(value: float) -> float | None:
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
     return round(value, 3) if math.isfinite(value) else None
 
 

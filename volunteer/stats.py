@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import math
 import time
 import unicodedata
@@ -276,6 +277,7 @@ def _from_mapping(cls: Any, data: Mapping[str, Any]) -> Any:
     return cls(**kwargs)
 
 
+@functools.cache
 def _hints(cls: Any) -> dict[str, str]:
     # the module has ``from __future__ import annotations``: every field's type is its annotation's text
     return {f.name: str(f.type) for f in dataclasses.fields(cls)}

@@ -8,6 +8,7 @@ or 401 without the right token. Network failures raise ``ConnectionError`` namin
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,6 +21,26 @@ from volunteer.stats import Command, Event, Snapshot, event_from_dict
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = DEFAULT_STATUS_PORT
 DEFAULT_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+
+
+def is_loopback_host(host_header: str | None) -> bool:
+    """Whether an HTTP ``Host`` header names this machine's loopback: localhost, 127.0.0.0/8 or [::1]."""
+    if not host_header or any(c in host_header for c in "/?#@\\ \t"):
+        return False
+    try:
+        parts = urlsplit("//" + host_header.strip())
+        host, _ = parts.hostname, parts.port  # .port raises ValueError for a port that is not one
+    except ValueError:
+        return False
+    if not host:
+        return False
+    host = host.rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ControlRefused(ValueError):

@@ -16,14 +16,13 @@ Bodies are capped, sockets time out and connections are capped, so nobody can ho
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse, urlsplit
+from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CollectorRegistry
 
@@ -31,6 +30,7 @@ from volunteer import metrics
 from volunteer.control_token import same_token
 from volunteer.errors import ConfigError
 from volunteer.stats import UNHEALTHY_STATES, Command, SnapshotSource, event_to_dict, json_safe
+from volunteer.status_client import is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -42,26 +42,6 @@ SOCKET_TIMEOUT = 10.0
 """Seconds a connection may stay silent (mid-request or idle between keep-alive requests) before it is closed."""
 MAX_CONNECTIONS = 32
 """Connections served at once; more are closed at once, so that nobody can take every thread."""
-
-
-def is_loopback_host(host_header: str | None) -> bool:
-    """Whether an HTTP ``Host`` header names this machine's loopback: localhost, 127.0.0.0/8 or [::1]."""
-    if not host_header or any(c in host_header for c in "/?#@\\ \t"):
-        return False
-    try:
-        parts = urlsplit("//" + host_header.strip())
-        host, _ = parts.hostname, parts.port  # .port raises ValueError for a port that is not one
-    except ValueError:
-        return False
-    if not host:
-        return False
-    host = host.rstrip(".")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class StatusServer:

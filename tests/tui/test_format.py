@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.tui.fakes import leaderboard, snapshot
 from tui import format as fmt
@@ -74,3 +78,31 @@ def test_your_share() -> None:
 
 def test_leaderboard_ranks_by_samples_then_name() -> None:
     assert [entry.nickname for entry in ranked(leaderboard())] == ["alice", "bob", "you-too", "carol"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.none(), st.integers(), st.floats(), st.sampled_from([10**400, -(10**400), 2**63])))
+def test_every_formatter_takes_any_number_and_answers_a_short_string(value) -> None:
+    """A NaN time used to crash the leaderboard (``int(nan)``), 10**400 samples the counters."""
+    for formatter in (fmt.count, fmt.rate, fmt.loss, fmt.duration, fmt.ago, fmt.gigabytes):
+        text = formatter(value)
+        assert isinstance(text, str) and len(text) <= 24, (formatter.__name__, value, text)
+
+
+@pytest.mark.parametrize(
+    ("formatter", "value", "text"),
+    [
+        (fmt.ago, math.nan, "—"),
+        (fmt.ago, -math.inf, "—"),
+        (fmt.ago, 1e300, ">9999d ago"),
+        (fmt.count, 10**30, "≥1e15"),
+        (fmt.count, -(10**30), "≤-1e15"),
+        (fmt.count, math.inf, "∞"),
+        (fmt.rate, math.nan, "—"),
+        (fmt.rate, -math.inf, "-∞"),
+        (fmt.loss, math.nan, "nan"),
+        (fmt.duration, 1e300, ">9999d"),
+    ],
+)
+def test_formatters_show_absurd_values_plainly(formatter, value, text) -> None:
+    assert formatter(value) == text

@@ -54,6 +54,8 @@ def test_the_token_file_is_private_and_found_by_attach(tmp_path, monkeypatch):
     assert not path.exists()
     monkeypatch.delenv("VOLUNTEER_CONTROL_TOKEN")
     assert find_control_token(str(tmp_path / "nowhere")) is None
+    write_token(data_dir, "abc123")
+    assert find_control_token(str(tmp_path), from_file=False) is None  # attaching elsewhere: never sent
 
 
 def test_same_token():

@@ -88,3 +88,13 @@ def test_a_status_line_with_non_finite_and_huge_figures():
     assert "nan samples/s" in text and "credited ≥1e18" in text and "loss inf" in text
     parsed = _strict(data)
     assert parsed["swarm_samples"] is None and parsed["samples_per_second"] is None and parsed["time"] is None
+
+
+def test_an_int_where_a_float_belongs_is_no_crash_either():
+    snapshot = Snapshot(samples_per_second=10**400, swarm_samples_per_second=-(10**400), loss_smoothed=10**400)
+    stream = io.StringIO()
+    HeadlessLog("text", stream).status(snapshot)
+    HeadlessLog("json", stream).status(snapshot)
+    text, data = stream.getvalue().splitlines()
+    assert "inf samples/s (swarm -inf)" in text
+    assert _strict(data)["samples_per_second"] is None

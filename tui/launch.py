@@ -108,6 +108,7 @@ def run_with_dashboard(argv: Sequence[str], settings: Settings) -> int:
 def attach_main(argv: Sequence[str]) -> int:
     """``volunteer attach [URL]``: the dashboard of a running headless volunteer; quitting leaves it running."""
     from tui import run_tui
+    from volunteer import endpoint_file
     from volunteer.settings import DEFAULT_STATUS_PORT, ArgumentParser
     from volunteer.status_client import StatusClient, normalize_url
 
@@ -115,10 +116,14 @@ def attach_main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "url",
         nargs="?",
-        default=f"http://127.0.0.1:{DEFAULT_STATUS_PORT}",
-        help="the status endpoint (default: %(default)s)",
+        default=None,
+        help="the status endpoint (default: the one the session recorded in its data directory, "
+        f"else http://127.0.0.1:{DEFAULT_STATUS_PORT})",
     )
     args = parser.parse_args(list(argv))
+    if args.url is None:
+        # the dashboard mode and --status-port move the endpoint; the session records where it listens
+        args.url = endpoint_file.recorded_url() or f"http://127.0.0.1:{DEFAULT_STATUS_PORT}"
     client = StatusClient(normalize_url(args.url))
     try:
         client.latest()

@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any
 
+from volunteer import endpoint_file
 from volunteer.datadir import DataDir
 from volunteer.errors import SwarmError, VolunteerError
 from volunteer.headless import HeadlessLog
@@ -132,6 +133,8 @@ class Session:
             from volunteer.status_server import StatusServer
 
             server = StatusServer(self, "127.0.0.1", self.settings.status_port).start()
+            # the health check and 'volunteer attach' read the real port here (the dashboard picks a free one)
+            endpoint_file.record(self.data_dir.root, server.url)
         try:
             try:
                 self._prepare()
@@ -145,6 +148,7 @@ class Session:
                 self._save_ledger()
         finally:
             if server is not None:
+                endpoint_file.forget(self.data_dir.root, server.url)
                 server.stop()
 
     def _prepare(self) -> None:

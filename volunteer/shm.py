@@ -16,11 +16,11 @@ from volunteer.errors import ConfigError
 
 SHM_PATH = "/dev/shm"
 MIB = 2**20
-BYTES_PER_PARAMETER = 20
-"""Shared bytes per fp32 parameter, measured in the image (docs/docker.md): hivemind's gradient averager holds the
-accumulated and the averaged gradients, its state averager the averaged parameters and the optimizer's state."""
-HEADROOM = 16 * MIB
-"""DHT, p2pd and queue buffers besides the tensors."""
+SHARED_COPIES = 2
+"""Copies of the parameters hivemind keeps in shared memory, measured in the image (docs/docker.md): the gradient
+averager's averaged gradients and the state averager's averaged parameters (8 bytes per fp32 parameter)."""
+HEADROOM = 4 * MIB
+"""Everything else in /dev/shm (under 1 MB for the demo, measured in the image)."""
 
 
 @dataclass(frozen=True)
@@ -39,15 +39,19 @@ def shm_space(path: str = SHM_PATH) -> ShmSpace | None:
     return ShmSpace(path, stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize)
 
 
-def shm_needed(parameters: int) -> int:
-    """Bytes of shared memory that training a model of ``parameters`` parameters with hivemind takes."""
-    return parameters * BYTES_PER_PARAMETER + HEADROOM
+def shm_needed(parameter_bytes: int) -> int:
+    """Bytes of shared memory that training a model whose parameters take ``parameter_bytes`` takes."""
+    return parameter_bytes * SHARED_COPIES + HEADROOM
 
 
 def suggested_size(needed: int) -> str:
     """A ``--shm-size`` value with room to spare: twice the need, rounded up to a power of two, at least 256m."""
     mib = max(256, 2 ** math.ceil(math.log2(max(1, 2 * needed / MIB))))
     return f"{mib // 1024}g" if mib >= 1024 else f"{mib}m"
+
+
+def parameters_text(parameters: int) -> str:
+    return f"{parameters / 1e6:.1f} M parameters" if parameters >= 100_000 else f"{parameters:,} parameters"
 
 
 def fix_hint(needed: int) -> str:
@@ -58,26 +62,44 @@ def fix_hint(needed: int) -> str:
     )
 
 
-def check_shm(parameters: int, space: ShmSpace | None = None) -> None:
-    """Raise a ConfigError with the fix when ``/dev/shm`` cannot hold a model of ``parameters`` parameters."""
-    space = space if space is not None else shm_space()
+def shortage(parameters: int, parameter_bytes: int, space: ShmSpace | None) -> tuple[str, str] | None:
+    """(problem, fix) when ``space`` cannot hold a model's shared tensors, else None."""
     if space is None:
-        return
-    needed = shm_needed(parameters)
-    if space.free < needed:
-        raise ConfigError(
-            f"{space.path} has {space.free / MIB:.0f} MB free of {space.total / MIB:.0f} MB, but training this "
-            f"model ({parameters / 1e6:.1f} M parameters) with hivemind needs about {needed / MIB:.0f} MB of it",
-            fix_hint(needed),
-        )
+        return None
+    needed = shm_needed(parameter_bytes)
+    if space.free >= needed:
+        return None
+    return (
+        f"{space.path} has {space.free / MIB:.0f} MB free of {space.total / MIB:.0f} MB, but training this model "
+        f"({parameters_text(parameters)}) with hivemind needs about {needed / MIB:.0f} MB of it",
+        fix_hint(needed),
+    )
 
 
-def count_parameters(module: object) -> int:
-    """Parameters of a torch module (each shared tensor once)."""
+DOCKER_DEFAULT = 64 * MIB
+"""Docker's /dev/shm for a container without --shm-size or --ipc=host."""
+
+
+def largest_model(space: ShmSpace) -> int:
+    """The most fp32 parameters whose shared tensors fit in the free space."""
+    return max(0, (space.free - HEADROOM) // (4 * SHARED_COPIES))
+
+
+def check_shm(module: object, space: ShmSpace | None = None) -> None:
+    """Raise a ConfigError with the fix when ``/dev/shm`` cannot hold the shared tensors of a torch module."""
+    parameters, parameter_bytes = count_parameters(module)
+    found = shortage(parameters, parameter_bytes, space if space is not None else shm_space())
+    if found is not None:
+        raise ConfigError(*found)
+
+
+def count_parameters(module: object) -> tuple[int, int]:
+    """Parameters of a torch module (each shared tensor once) and the bytes they take."""
     seen: set[int] = set()
-    total = 0
+    count = size = 0
     for parameter in module.parameters():  # type: ignore[attr-defined]
         if id(parameter) not in seen:
             seen.add(id(parameter))
-            total += parameter.numel()
-    return total
+            count += parameter.numel()
+            size += parameter.numel() * parameter.element_size()
+    return count, size

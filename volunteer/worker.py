@@ -109,6 +109,7 @@ class _Worker:
         from volunteer.device import device_info, resolve_device
         from volunteer.leaderboard import record_validators
         from volunteer.reporter import Reporter
+        from volunteer.shm import check_shm
         from volunteer.strategy import HivemindStrategy
 
         spec = self.spec
@@ -126,6 +127,8 @@ class _Worker:
         self.emit(kind="device", device=dataclasses.asdict(info))
 
         built = spec.prepared.build(spec.batch_size)
+        # hivemind puts the parameters in /dev/shm: a container's 64 MB default fails here, with the fix
+        check_shm(built.module)
         run_id = manifest.run_id
         validators, public_key = record_validators(run_id)
         strategy_kwargs = dict(manifest.strategy_kwargs())

@@ -66,15 +66,23 @@ def build_args(base: str) -> list[str]:
     return args
 
 
-def wait_for(what: str, condition: Callable[[], object], timeout: float, interval: float = 1.0) -> object:
-    """Poll ``condition`` until it returns something true; fail naming ``what`` after ``timeout`` seconds."""
+def wait_for(
+    what: str,
+    condition: Callable[[], object],
+    timeout: float,
+    interval: float = 1.0,
+    detail: Callable[[], str] | None = None,
+) -> object:
+    """Poll ``condition`` until it returns something true; fail naming ``what`` (and ``detail()``) after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise AssertionError(
+                f"timed out after {timeout:.0f} s waiting for {what}" + (f":\n{detail()}" if detail else "")
+            )
         time.sleep(interval)
 
 

@@ -35,8 +35,9 @@ def test_dashboard_health_and_attach(image: str, names) -> None:
     try:
         wait_for(
             "the dashboard to show training",
-            lambda: "Training" in screen(session) and "samples/s" in screen(session),
+            lambda: "TRAINING" in screen(session) and "samples/s" in screen(session),
             timeout=240,
+            detail=lambda: screen(session),
         )
         # the session behind the dashboard listens on a port it picked, not 8471: the check must find it anyway
         recorded = container.exec("cat", "/data/status-endpoint.json").stdout
@@ -50,8 +51,9 @@ def test_dashboard_health_and_attach(image: str, names) -> None:
         )  # fmt: skip
         wait_for(
             "volunteer attach to show the session",
-            lambda: "Training" in screen(attach_session) and "samples/s" in screen(attach_session),
+            lambda: "TRAINING" in screen(attach_session) and "samples/s" in screen(attach_session),
             timeout=120,
+            detail=lambda: screen(attach_session),
         )
         assert "no volunteer answers" not in screen(attach_session)
         tmux("kill-session", "-t", attach_session)

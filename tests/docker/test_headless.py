@@ -73,9 +73,7 @@ def test_headless_run_stop_and_restart_read_only(run, names, image: str) -> None
     docker("rm", first.name)
 
     # a new container on the same volume, with a read-only root file system and a tmpfs for /tmp
-    second = run(
-        "readonly", "--read-only", "--tmpfs", "/tmp", "--shm-size=1g", *FAST_HEALTH, "-v", f"{volume}:/data"
-    )
+    second = run("readonly", "--read-only", "--tmpfs", "/tmp", "--shm-size=1g", *FAST_HEALTH, "-v", f"{volume}:/data")
     lines = second.wait_training(lines=1)
     second.wait_healthy()
     assert peer_id(second.logs()) == peer, "the same identity"

@@ -51,7 +51,8 @@ def engine_problem() -> str | None:
     except subprocess.TimeoutExpired:
         return "the Docker engine did not answer 'docker info' within 30 s"
     if result.returncode != 0:
-        return f"no Docker engine answers: {(result.stderr or result.stdout).strip().splitlines()[-1:]}"
+        said = (result.stderr or result.stdout).strip().splitlines()
+        return f"no Docker engine answers ({said[-1] if said else f'docker info exited {result.returncode}'})"
     return None
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docker.conftest import IMAGE, LABELS, PREFIX, ROOT, build_args, docker
+from tests.docker.conftest import LABELS, PREFIX, ROOT, build_args, docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -78,7 +78,3 @@ def docker_with(cli: str, *args: str):
         timeout=900,
         env={**os.environ, "DOCKER_BUILDKIT": "1"},
     )
-
-
-def test_image_name_is_the_docs_name(image: str) -> None:
-    assert image == IMAGE

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
@@ -109,7 +108,3 @@ def test_compose_swarm_survives_killing_its_bootstrap(image: str, names) -> None
                 timeout=180,
             )
         docker("rm", "-f", "-v", *[c.name for c in containers], check=False)
-
-
-def test_compose_file_path() -> None:
-    assert Path(COMPOSE_FILE).is_file()

@@ -51,7 +51,7 @@ def test_labels_user_and_healthcheck(image: str, base_image: str) -> None:
 
 
 def test_buildkit_builds_the_same_image_offline(image: str, base_image: str) -> None:
-    """No '# syntax=' frontend to pull and no BuildKit-only flag: both builders give the same configuration and files."""
+    """No '# syntax=' frontend to pull, no BuildKit-only flag: both builders give the same configuration and files."""
     tag = f"{PREFIX}-buildkit:latest"
     cli = buildkit_cli()
     started = time.monotonic()

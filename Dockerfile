@@ -1,6 +1,6 @@
 # The volunteer client with CUDA PyTorch.
 #   build:  docker build -t volunteer .
-#   run:    docker run --gpus all -it -v volunteer-data:/data volunteer --project <id>
+#   run:    docker run --gpus all --shm-size=1g -it -v volunteer-data:/data volunteer --project <id>
 # docker/README.md covers headless runs, GPU selection, ports, NAT, the data volume and the compose swarm.
 
 # The official PyTorch runtime image: torch 2.13.0 (the version CI tests on CPU) built for CUDA 12.6 with cuDNN 9.

@@ -31,7 +31,7 @@ SKIPPED_FILES = {".DS_Store"}
 SKIPPED_SUFFIXES = (".pyc", ".pyo")
 SKIPPED_FOLDERS = SKIPPED_DIRS | {"lightning_logs", ".ipynb_checkpoints", "checkpoints"}
 KEPT_REMOTE = {".gitattributes"}
-DOCKER_COMMAND = "docker run --gpus all -it -v volunteer-data:/data volunteer --project {project}"
+DOCKER_COMMAND = "docker run --gpus all --shm-size=1g -it -v volunteer-data:/data volunteer --project {project}"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from volunteer.settings import RUN_OPTIONS, parse_run_args, settings_from_namesp
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "docker" / "README.md", ROOT / "docs" / "docker.md"]
-IMAGE_ENV = {"VOLUNTEER_HOME", "VOLUNTEER_HOST_MADDRS", "VOLUNTEER_SWARM_WAIT"}
+IMAGE_ENV = {"VOLUNTEER_HOME", "VOLUNTEER_HOST_MADDRS", "VOLUNTEER_SWARM_WAIT", "VOLUNTEER_TEST_BASE_IMAGE"}
 
 
 def commands(path: Path) -> list[list[str]]:
@@ -30,7 +30,7 @@ def commands(path: Path) -> list[list[str]]:
 
 DOCKER_OPTIONS_WITH_VALUE = {
     "--name", "-v", "--volume", "-p", "--publish", "-e", "--env", "--gpus", "--restart", "--user", "-u",
-    "--network", "--entrypoint", "--index", "-w", "--workdir", "--mount",
+    "--network", "--entrypoint", "--index", "-w", "--workdir", "--mount", "--tmpfs",
 }  # fmt: skip
 
 

@@ -2,6 +2,8 @@
 #   build:  docker build -t volunteer .
 #   run:    docker run --gpus all --shm-size=1g -it -v volunteer-data:/data volunteer --project <id>
 # docker/README.md covers headless runs, GPU selection, ports, NAT, the data volume and the compose swarm.
+# Builds the same with the classic builder and with BuildKit, offline: no '# syntax=' frontend, no BuildKit-only flag.
+# Without Docker Hub: docker/build-cpu-base.sh, then --build-arg BASE_IMAGE=volunteer-cpu-base:bookworm-torch2.13.0.
 
 # The official PyTorch runtime image: torch 2.13.0 (the version CI tests on CPU) built for CUDA 12.6 with cuDNN 9.
 # CUDA 12.6 builds still ship kernels for older cards (GTX 10xx and up) and need a driver of R525 or newer;

@@ -103,7 +103,7 @@ def test_both_docs_give_the_exact_build_and_run_commands() -> None:
 
 
 def test_every_client_run_raises_shared_memory() -> None:
-    """Docker's 64 MB /dev/shm holds models of about 7 M parameters only: every run of the client says more."""
+    """Docker's 64 MB /dev/shm holds models of about 7.9 M parameters only: every run of the client says more."""
     docs = [*DOCS, ROOT / "README.md", ROOT / "docs" / "authors.md"]
     runs = [
         words

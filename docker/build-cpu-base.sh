@@ -44,7 +44,11 @@ rm -rf "$work/rootfs"
 
 mkdir -p "$work/context/wheels"
 cp "$CA_BUNDLE" "$work/context/ca-certificates.crt"
-timeout 600 python3 -m pip download --quiet --dest "$work/context/wheels" "$TORCH"
+timeout 600 python3 -m pip download --quiet --dest "$work/context/wheels" "$TORCH" >"$work/pip.log" 2>&1 || {
+    grep -v "^WARNING: Location" "$work/pip.log" | tail -n 20 >&2
+    echo "error: pip download $TORCH failed (log above)" >&2
+    exit 1
+}
 cat >"$work/context/Dockerfile" <<EOF
 FROM $IMAGE-rootfs
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
@@ -55,5 +59,9 @@ ENV LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 LABEL volunteer.base.recipe="$recipe"
 CMD ["/bin/bash"]
 EOF
-timeout 600 docker build --quiet -t "$IMAGE" "$work/context" >/dev/null
+DOCKER_BUILDKIT=0 timeout 600 docker build --quiet -t "$IMAGE" "$work/context" >/dev/null 2>"$work/build.log" || {
+    tail -n 20 "$work/build.log" >&2
+    echo "error: docker build of $IMAGE failed (log above)" >&2
+    exit 1
+}
 echo "$IMAGE"

@@ -148,12 +148,15 @@ def base_image(engine: None) -> str:
 @pytest.fixture(scope="session")
 def image(base_image: str) -> str:
     """``volunteer``, built with the classic builder (layers cached by the engine between sessions)."""
+    previous = docker("image", "inspect", "--format", "{{.Id}}", IMAGE, check=False).stdout.strip()
     started = time.monotonic()
     docker(
         "build", "-t", IMAGE, "--network", "host", *build_args(base_image), str(ROOT),
         timeout=BUILD_TIMEOUT, env={**os.environ, "DOCKER_BUILDKIT": "0"},
     )  # fmt: skip
     print(f"built {IMAGE} from {base_image} in {time.monotonic() - started:.0f} s")
+    if previous and previous != docker("image", "inspect", "--format", "{{.Id}}", IMAGE).stdout.strip():
+        docker("image", "rm", previous, check=False)  # the image this build replaced: keep the disk from filling
     return IMAGE
 
 

@@ -126,7 +126,10 @@ def check_gpu(ctx: Context) -> CheckResult:
         build = "" if torch.version.cuda else f" (PyTorch {torch.__version__} is a CPU-only build)"
         fix = gpu_fix(ctx)
         if ctx.in_container and not torch.version.cuda:
-            fix = "this image's PyTorch has no CUDA (the arm64 base image is CPU-only): build the image on linux/amd64"
+            fix = (
+                "this image's PyTorch has no CUDA: it was built on a CPU base (the arm64 PyTorch image, or "
+                "docker/build-cpu-base.sh); build it on linux/amd64 with the Dockerfile's default BASE_IMAGE"
+            )
         return CheckResult("gpu", WARN, f"no GPU visible: training will run on CPU{build}", fix)
     gpus = []
     for index in range(torch.cuda.device_count()):

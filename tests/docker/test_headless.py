@@ -33,6 +33,7 @@ def stop_within_docker_default(container) -> float:
     assert state["ExitCode"] == 0, container.logs()[-3000:]
     assert not state["OOMKilled"]
     assert elapsed < 10, f"docker stop took {elapsed:.1f} s: Docker would have killed it"
+    print(f"docker stop {container.name}: {elapsed:.1f} s, exit 0")
     return elapsed
 
 

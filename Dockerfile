@@ -1,8 +1,9 @@
-# syntax=docker/dockerfile:1
 # The volunteer client with CUDA PyTorch.
 #   build:  docker build -t volunteer .
-#   run:    docker run --gpus all -it -v volunteer-data:/data volunteer --project <id>
+#   run:    docker run --gpus all --shm-size=1g -it -v volunteer-data:/data volunteer --project <id>
 # docker/README.md covers headless runs, GPU selection, ports, NAT, the data volume and the compose swarm.
+# Builds the same with the classic builder and with BuildKit, offline: no '# syntax=' frontend, no BuildKit-only flag.
+# Without Docker Hub: docker/build-cpu-base.sh, then --build-arg BASE_IMAGE=volunteer-cpu-base:bookworm-torch2.13.0.
 
 # The official PyTorch runtime image: torch 2.13.0 (the version CI tests on CPU) built for CUDA 12.6 with cuDNN 9.
 # CUDA 12.6 builds still ship kernels for older cards (GTX 10xx and up) and need a driver of R525 or newer;
@@ -10,16 +11,6 @@
 # (driver R580 or newer). Any tag works whose torch satisfies pyproject's range; the build checks it.
 ARG BASE_IMAGE=pytorch/pytorch:2.13.0-cuda12.6-cudnn9-runtime
 FROM ${BASE_IMAGE}
-
-ARG BASE_IMAGE
-ARG REVISION=unknown
-LABEL org.opencontainers.image.title="volunteer" \
-      org.opencontainers.image.description="Volunteer-computing client for collaborative deep learning (hivemind + PyTorch Lightning)" \
-      org.opencontainers.image.version="0.1.0" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.vendor="The volunteer authors" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}"
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -55,11 +46,12 @@ RUN python3 requirements.py pyproject.toml > /tmp/requirements.txt \
 
 COPY volunteer ./volunteer
 COPY tui ./tui
+COPY docker/swarm_entrypoint.py ./docker/
 RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir --no-deps . \
-    && rm -rf build ./*.egg-info \
+    && install -m 0755 docker/swarm_entrypoint.py /usr/local/bin/volunteer-swarm \
+    && rm -rf build ./*.egg-info docker \
     && volunteer --version \
     && python3 -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)"
-COPY --chmod=755 docker/swarm_entrypoint.py /usr/local/bin/volunteer-swarm
 
 USER 1000:1000
 WORKDIR /data
@@ -72,3 +64,20 @@ STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=10s --start-period=2m --retries=3 \
     CMD ["python3", "-m", "volunteer.healthcheck"]
 ENTRYPOINT ["/usr/bin/tini", "--", "volunteer"]
+
+# Labels last: a new REVISION or CREATED per build changes no layer above (an ARG invalidates the RUNs after it).
+ARG BASE_IMAGE
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG SOURCE=unknown
+ARG URL=unknown
+LABEL org.opencontainers.image.title="volunteer" \
+      org.opencontainers.image.description="Volunteer-computing client for collaborative deep learning (hivemind + PyTorch Lightning)" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.url="${URL}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.vendor="The volunteer authors" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"

@@ -122,6 +122,7 @@ def run_with_dashboard(argv: Sequence[str], settings: Settings) -> int:
 def attach_main(argv: Sequence[str]) -> int:
     """``volunteer attach [URL]``: the dashboard of a running headless volunteer; quitting leaves it running."""
     from tui import run_tui
+    from volunteer.endpoint_file import recorded_url
     from volunteer.settings import DEFAULT_STATUS_PORT, ArgumentParser
     from volunteer.status_client import StatusClient, is_loopback_host, normalize_url
 
@@ -129,8 +130,9 @@ def attach_main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "url",
         nargs="?",
-        default=f"http://127.0.0.1:{DEFAULT_STATUS_PORT}",
-        help="the status endpoint (default: %(default)s)",
+        default=None,
+        help="the status endpoint (default: the one the session recorded in its data directory, "
+        f"else http://127.0.0.1:{DEFAULT_STATUS_PORT})",
     )
     parser.add_argument(
         "--data-dir",
@@ -139,6 +141,10 @@ def attach_main(argv: Sequence[str]) -> int:
         "else ~/.local/share/volunteer)",
     )
     args = parser.parse_args(list(argv))
+    if args.url is None:
+        # the dashboard mode and --status-port move the endpoint; the session records where it listens
+        root = Path(args.data_dir).expanduser() if args.data_dir else None
+        args.url = recorded_url(root) or f"http://127.0.0.1:{DEFAULT_STATUS_PORT}"
     try:
         url = normalize_url(args.url)
     except ValueError as e:

@@ -93,6 +93,8 @@ class Context:
     """GPUs PyTorch can use, filled in by the gpu check (None: not known)."""
     data_dir: DataDir | None = None
     """The data directory once the data-dir check found it usable."""
+    prepared: Any = None
+    """The project, once the project check loaded it (consent given)."""
 
 
 def running_in_container() -> bool:
@@ -124,7 +126,10 @@ def check_gpu(ctx: Context) -> CheckResult:
         build = "" if torch.version.cuda else f" (PyTorch {torch.__version__} is a CPU-only build)"
         fix = gpu_fix(ctx)
         if ctx.in_container and not torch.version.cuda:
-            fix = "this image's PyTorch has no CUDA (the arm64 base image is CPU-only): build the image on linux/amd64"
+            fix = (
+                "this image's PyTorch has no CUDA: it was built on a CPU base (the arm64 PyTorch image, or "
+                "docker/build-cpu-base.sh); build it on linux/amd64 with the Dockerfile's default BASE_IMAGE"
+            )
         return CheckResult("gpu", WARN, f"no GPU visible: training will run on CPU{build}", fix)
     gpus = []
     for index in range(torch.cuda.device_count()):
@@ -357,6 +362,7 @@ def check_project(ctx: Context, load: Callable[[Context], Any] | None = None) ->
         return CheckResult("project", WARN, f"project {project!r}: {e.message}", e.hint)
     except VolunteerError as e:
         return CheckResult("project", FAIL, f"project {project!r}: {e.message}", e.hint)
+    ctx.prepared = prepared
     requirements = getattr(getattr(getattr(prepared, "project", None), "manifest", None), "requirements", None)
     if requirements is None:
         return CheckResult("project", OK, f"project {project!r} loads and declares no requirements")
@@ -404,6 +410,32 @@ def _judge_requirements(ctx: Context, project: str, requirements: Any) -> CheckR
         met.append(f"GPU {policy}" + (f" with {min_gb} GB" if min_gb else ""))
     summary = ", ".join(met) or "no specific needs"
     return CheckResult("project", OK, f"project {project!r}: requirements met ({summary})")
+
+
+def check_shm(ctx: Context, space: Any = None) -> CheckResult:
+    """/dev/shm holds the project's shared tensors (hivemind's averagers keep them there)."""
+    from volunteer import shm
+
+    space = space if space is not None else shm.shm_space()
+    if space is None:
+        return CheckResult("shm", SKIP, f"no {shm.SHM_PATH} on this system")
+    room = f"{shm.SHM_PATH}: {space.free / shm.MIB:.0f} MB free of {space.total / shm.MIB:.0f} MB"
+    build = getattr(ctx.prepared, "build", None)
+    if build is not None:
+        parameters, parameter_bytes = shm.count_parameters(build().module)
+        found = shm.shortage(parameters, parameter_bytes, space)
+        if found is not None:
+            return CheckResult("shm", FAIL, found[0], found[1])
+        needed = shm.shm_needed(parameter_bytes)
+        return CheckResult(
+            "shm",
+            OK,
+            f"{room}; the project's model ({shm.parameters_text(parameters)}) needs about {needed / shm.MIB:.0f} MB",
+        )
+    limit = f"enough for models up to about {shm.parameters_text(shm.largest_model(space))}"
+    if space.total <= shm.DOCKER_DEFAULT:
+        return CheckResult("shm", WARN, f"{room}: {limit}", shm.fix_hint(2 * shm.DOCKER_DEFAULT))
+    return CheckResult("shm", OK, f"{room}: {limit}")
 
 
 def _maddr_sockets(address: str) -> list[tuple[int, str, int, int]]:
@@ -515,6 +547,7 @@ CHECKS: tuple[Callable[[Context], CheckResult], ...] = (
     check_data_dir,
     check_hub,
     check_project,
+    check_shm,
     check_listen,
 )
 

@@ -1,5 +1,8 @@
 """``python -m volunteer.healthcheck``: the container's HEALTHCHECK, asking the local status endpoint for the state.
 
+The endpoint is the one the running session recorded in its data directory (``status-endpoint.json``: the
+dashboard mode serves its session on a port it picks), else ``VOLUNTEER_STATUS_PORT``, else 8471.
+
 Docker runs this every half minute next to the client, so it uses the standard library only and answers within
 its timeout. Exit status 0 means healthy: the endpoint answered with a state other than ``failed`` or
 ``stopped``. A client started with ``--status-port 0`` has no endpoint; the check then passes with a note, since
@@ -15,6 +18,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from volunteer import endpoint_file
 from volunteer.constants import ENV_PREFIX, env
 from volunteer.settings import DEFAULT_STATUS_PORT, parse_port
 from volunteer.stats import UNHEALTHY_STATES
@@ -31,8 +35,8 @@ def status_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/status"
 
 
-def fetch_status(port: int, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
-    """The JSON object served at ``/status`` on 127.0.0.1.
+def fetch_status(port_or_url: int | str, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+    """The JSON object served at ``/status`` on 127.0.0.1 (a port), or under a recorded base URL.
 
     Proxy variables are ignored: a container's ``HTTP_PROXY`` must never receive a loopback request.
 
@@ -40,7 +44,7 @@ def fetch_status(port: int, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
         StatusUnavailable: nothing listens, the request timed out, or the answer is not a JSON object.
     """
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    url = status_url(port)
+    url = status_url(port_or_url) if isinstance(port_or_url, int) else port_or_url.rstrip("/") + "/status"
     try:
         with opener.open(url, timeout=timeout) as response:
             body = response.read(1_000_000)
@@ -58,15 +62,16 @@ def fetch_status(port: int, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
     return data
 
 
-def check(port: int, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool, str]:
-    """Whether the client on ``port`` is healthy, and one line saying why."""
+def check(port_or_url: int | str, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool, str]:
+    """Whether the client on ``port_or_url`` is healthy, and one line saying why."""
     try:
-        status = fetch_status(port, timeout)
+        status = fetch_status(port_or_url, timeout)
     except StatusUnavailable as e:
         return False, f"unhealthy: {e}"
     state = status.get("state")
     if not isinstance(state, str):
-        return False, f"unhealthy: {status_url(port)} answered without a state"
+        where = status_url(port_or_url) if isinstance(port_or_url, int) else port_or_url
+        return False, f"unhealthy: {where} answered without a state"
     if state in UNHEALTHY_STATES:
         return False, f"unhealthy: state is {state}"
     return True, f"healthy: state is {state}"
@@ -81,12 +86,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--port",
         type=parse_port,
         default=None,
-        help=f"status port (default: {STATUS_PORT_ENV} or {DEFAULT_STATUS_PORT}; 0: the endpoint is off)",
+        help=f"status port (default: the one the session recorded in its data directory, else {STATUS_PORT_ENV} or "
+        f"{DEFAULT_STATUS_PORT}; 0: the endpoint is off)",
     )
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds to wait for an answer")
     args = parser.parse_args(argv)
     port = args.port
     if port is None:
+        recorded = endpoint_file.recorded_url()
+        if recorded is not None:
+            healthy, message = check(recorded, args.timeout)
+            print(message)
+            return 0 if healthy else 1
         raw = env(STATUS_PORT_ENV)
         try:
             port = DEFAULT_STATUS_PORT if raw is None else parse_port(raw)

@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any
 
+from volunteer import endpoint_file
 from volunteer.datadir import DataDir
 from volunteer.errors import SwarmError, VolunteerError
 from volunteer.headless import HeadlessLog
@@ -140,6 +141,8 @@ class Session:
                 token = token or new_token()
                 servers.append(StatusServer(self, "127.0.0.1", self.settings.status_port, token=token).start())
                 self._write_token(token)
+                # the health check and 'volunteer attach' read the real port here (the dashboard picks a free one)
+                endpoint_file.record(self.data_dir.root, servers[0].url)
             if self.settings.metrics_address:
                 host, _, port = self.settings.metrics_address.rpartition(":")
                 servers.append(StatusServer(self, host, int(port), read_only=True).start())
@@ -158,6 +161,8 @@ class Session:
                 server.stop()
             if token is not None:
                 remove_token(self.data_dir, token)
+            if self.settings.status_port and servers:
+                endpoint_file.forget(self.data_dir.root, servers[0].url)
 
     def _write_token(self, token: str) -> None:
         from volunteer.control_token import write_token

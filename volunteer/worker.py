@@ -111,6 +111,7 @@ class _Worker:
         from volunteer.device import device_info, resolve_device
         from volunteer.leaderboard import record_validators, use_identity_for_signing
         from volunteer.reporter import Reporter
+        from volunteer.shm import check_shm
         from volunteer.strategy import HivemindStrategy
 
         spec = self.spec
@@ -128,6 +129,8 @@ class _Worker:
         self.emit(kind="device", device=dataclasses.asdict(info))
 
         built = spec.prepared.build(spec.batch_size)
+        # hivemind puts the parameters in /dev/shm: a container's 64 MB default fails here, with the fix
+        check_shm(built.module)
         run_id = manifest.run_id
         # records signed with the identity's key carry a peer id that other peers can check against the key
         validators, public_key = record_validators(run_id, use_identity_for_signing(spec.identity_path))

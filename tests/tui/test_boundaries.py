@@ -47,6 +47,7 @@ def test_the_tui_sources_import_only_the_allowed_core_modules() -> None:
         "volunteer.constants",
         "volunteer.control_token",
         "volunteer.datadir",
+        "volunteer.endpoint_file",
         "volunteer.logfiles",
         "volunteer.runner",
         "volunteer.settings",

@@ -75,7 +75,9 @@ def test_publish_creates_the_repository_and_prints_the_pinned_command(
     assert "ok  'spirals' (run id spirals-v1): 1 training step on cpu, 4,547 parameters" in out
     assert f"created the repository lab/spirals on {hub.url}" in out
     assert f"published lab/spirals at commit {sha} (6 files)" in out
-    assert f"docker run --gpus all -it -v volunteer-data:/data volunteer --project lab/spirals@{sha}" in out
+    assert (
+        f"docker run --gpus all --shm-size=1g -it -v volunteer-data:/data volunteer --project lab/spirals@{sha}" in out
+    )
     assert "  volunteer --project lab/spirals\n" in out
     # a volunteer's client downloads exactly that commit
     prepared = prepare_project(

@@ -14,7 +14,7 @@ from volunteer.settings import RUN_OPTIONS, parse_run_args, settings_from_namesp
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "docker" / "README.md", ROOT / "docs" / "docker.md"]
-IMAGE_ENV = {"VOLUNTEER_HOME", "VOLUNTEER_HOST_MADDRS", "VOLUNTEER_SWARM_WAIT"}
+IMAGE_ENV = {"VOLUNTEER_HOME", "VOLUNTEER_HOST_MADDRS", "VOLUNTEER_SWARM_WAIT", "VOLUNTEER_TEST_BASE_IMAGE"}
 
 
 def commands(path: Path) -> list[list[str]]:
@@ -30,7 +30,7 @@ def commands(path: Path) -> list[list[str]]:
 
 DOCKER_OPTIONS_WITH_VALUE = {
     "--name", "-v", "--volume", "-p", "--publish", "-e", "--env", "--gpus", "--restart", "--user", "-u",
-    "--network", "--entrypoint", "--index", "-w", "--workdir", "--mount",
+    "--network", "--entrypoint", "--index", "-w", "--workdir", "--mount", "--tmpfs",
 }  # fmt: skip
 
 
@@ -93,7 +93,24 @@ def test_both_docs_give_the_exact_build_and_run_commands() -> None:
     for path in DOCS:
         text = path.read_text()
         assert "docker build -t volunteer ." in text
-        assert "docker run --gpus all -it --name volunteer -v volunteer-data:/data volunteer --project <id>" in text
+        assert (
+            "docker run --gpus all --shm-size=1g -it --name volunteer -v volunteer-data:/data volunteer --project <id>"
+            in text
+        )
         assert "docker logs -f volunteer" in text
         assert "docker exec -it volunteer volunteer attach" in text
         assert "docker stop volunteer" in text
+
+
+def test_every_client_run_raises_shared_memory() -> None:
+    """Docker's 64 MB /dev/shm holds models of about 7.9 M parameters only: every run of the client says more."""
+    docs = [*DOCS, ROOT / "README.md", ROOT / "docs" / "authors.md"]
+    runs = [
+        words
+        for path in docs
+        for words in commands(path)
+        if words[:2] == ["docker", "run"] and "..." not in words and "--entrypoint" not in words
+    ]
+    assert len(runs) >= 15
+    for words in runs:
+        assert any(w.startswith("--shm-size=") or w == "--ipc=host" for w in words), " ".join(words)

@@ -247,7 +247,7 @@ def test_exposes_the_fixed_hivemind_port(parser: DockerfileParser) -> None:
 def test_oci_labels(parser: DockerfileParser, pyproject: dict) -> None:
     labels = parser.labels
     prefix = "org.opencontainers.image."
-    for key in ("title", "description", "version", "revision", "licenses", "base.name"):
+    for key in ("title", "description", "version", "revision", "created", "source", "url", "licenses", "base.name"):
         assert labels.get(prefix + key), f"missing label {prefix}{key}"
     assert labels[prefix + "version"] == volunteer.__version__ == pyproject["project"]["version"]
     assert labels[prefix + "licenses"] == pyproject["project"]["license"]

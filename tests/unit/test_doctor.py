@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from volunteer import __version__, cli, doctor
+from volunteer import __version__, cli, doctor, shm
 from volunteer.doctor import FAIL, OK, SKIP, WARN, CheckResult, Context, Gpu
 from volunteer.errors import ProjectError, TrustError
 from volunteer.settings import Settings
@@ -90,7 +90,7 @@ def test_json_report_parses_and_names_every_check(
     )
     report = json.loads(capsys.readouterr().out)
     assert report["version"] == __version__
-    assert [c["name"] for c in report["checks"]] == ["gpu", "cuda", "data-dir", "hub", "project", "listen"]
+    assert [c["name"] for c in report["checks"]] == ["gpu", "cuda", "data-dir", "hub", "project", "shm", "listen"]
     for check in report["checks"]:
         assert set(check) == {"name", "status", "detail", "fix"}
         assert check["status"] in (OK, WARN, FAIL, SKIP)
@@ -438,3 +438,44 @@ def test_listen_addresses_come_from_the_environment(
     settings = doctor.settings_from_namespace(doctor.build_parser().parse_args(["--data-dir", str(tmp_path)]))
     result = doctor.check_listen(Context(settings=settings))
     assert result.status == OK and f"127.0.0.1:{closed_port}" in result.detail
+
+
+# --- shared memory ---------------------------------------------------------------------------------------------
+
+
+def _space(mib: int) -> shm.ShmSpace:
+    return shm.ShmSpace("/dev/shm", mib * shm.MIB, mib * shm.MIB)
+
+
+def _prepared(hidden: int) -> SimpleNamespace:
+    model = torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.Linear(hidden, 8))
+    return SimpleNamespace(build=lambda: SimpleNamespace(module=model))
+
+
+def test_shm_fails_with_the_fix_when_the_project_does_not_fit() -> None:
+    # 4096 x 4096: 16.8 M parameters, two fp32 copies of 64 MiB each: Docker's 64 MB cannot hold them
+    ctx = Context(settings=Settings(), prepared=_prepared(4096))
+    result = doctor.check_shm(ctx, _space(64))
+    assert result.status == FAIL
+    assert "16.8 M parameters" in result.detail and "needs about 132 MB" in result.detail
+    assert "--shm-size=512m" in result.fix and "--ipc=host" in result.fix and "shm_size" in result.fix
+
+
+def test_shm_ok_when_the_project_fits() -> None:
+    result = doctor.check_shm(Context(settings=Settings(), prepared=_prepared(1024)), _space(64))
+    assert result.status == OK and "1.1 M parameters" in result.detail
+
+
+def test_shm_without_a_project_warns_at_dockers_default_only() -> None:
+    result = doctor.check_shm(Context(settings=Settings()), _space(64))
+    assert result.status == WARN and "7.9 M parameters" in result.detail and "--shm-size" in result.fix
+    assert doctor.check_shm(Context(settings=Settings()), _space(1024)).status == OK
+
+
+def test_the_worker_refuses_a_model_too_big_for_shm() -> None:
+    from volunteer.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        shm.check_shm(_prepared(4096).build().module, _space(64))
+    assert raised.value.message.startswith("/dev/shm has 64 MB free of 64 MB")
+    shm.check_shm(_prepared(1024).build().module, _space(64))

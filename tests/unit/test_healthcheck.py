@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from volunteer import healthcheck
+from volunteer import endpoint_file, healthcheck
 
 
 class StatusServer:
@@ -62,8 +62,10 @@ def closed_port() -> int:
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.delenv("VOLUNTEER_STATUS_PORT", raising=False)
+    # an empty data directory: no session recorded its endpoint there
+    monkeypatch.setenv("VOLUNTEER_HOME", str(tmp_path / "data"))
 
 
 @pytest.mark.parametrize("state", ["starting", "downloading", "waiting_for_consent", "training", "paused"])
@@ -147,3 +149,42 @@ def test_runs_as_a_module_with_the_standard_library_only(status_server: StatusSe
     assert result.returncode == 0, result.stdout + result.stderr
     assert "healthy: state is training" in result.stdout
     assert "heavy: []" in result.stdout
+
+
+# --- the endpoint the session recorded (the dashboard mode serves its session on a port it picks) -----------------
+
+
+def test_the_recorded_endpoint_wins_over_the_default_and_the_variable(
+    status_server: StatusServer, closed_port: int, monkeypatch: pytest.MonkeyPatch, tmp_path, capsys
+) -> None:
+    monkeypatch.setenv("VOLUNTEER_STATUS_PORT", str(closed_port))
+    endpoint_file.record(tmp_path / "data", f"http://127.0.0.1:{status_server.port}")
+    assert healthcheck.main([]) == 0
+    assert "healthy: state is training" in capsys.readouterr().out
+    status_server.answer({"state": "failed"})
+    assert healthcheck.main([]) == 1
+
+
+def test_a_record_whose_process_is_gone_is_ignored(
+    status_server: StatusServer, closed_port: int, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    endpoint_file.record(tmp_path / "data", f"http://127.0.0.1:{closed_port}", pid=int(gone.stdout))
+    monkeypatch.setenv("VOLUNTEER_STATUS_PORT", str(status_server.port))
+    assert endpoint_file.recorded_url() is None
+    assert healthcheck.main([]) == 0
+
+
+@pytest.mark.parametrize("content", ["", "{", "[1]", '{"url": 5, "pid": 1}'])
+def test_a_damaged_record_is_ignored(content: str, tmp_path) -> None:
+    (tmp_path / "data").mkdir()
+    endpoint_file.endpoint_path(tmp_path / "data").write_text(content)
+    assert endpoint_file.recorded_url() is None
+
+
+def test_forget_leaves_a_newer_sessions_record(tmp_path) -> None:
+    endpoint_file.record(tmp_path, "http://127.0.0.1:1111")
+    endpoint_file.forget(tmp_path, "http://127.0.0.1:2222")
+    assert endpoint_file.recorded_url(tmp_path) == "http://127.0.0.1:1111"
+    endpoint_file.forget(tmp_path, "http://127.0.0.1:1111")
+    assert not endpoint_file.endpoint_path(tmp_path).exists()

@@ -57,7 +57,7 @@ CREDENTIAL_TEXT = re.compile(
 )
 """Access tokens and private keys, as they appear in a file (Hub, AWS, GitHub, Slack, OpenAI)."""
 SCANNED_BYTES = 1_000_000
-DOCKER_COMMAND = "docker run --gpus all -it -v volunteer-data:/data volunteer --project {project}"
+DOCKER_COMMAND = "docker run --gpus all --shm-size=1g -it -v volunteer-data:/data volunteer --project {project}"
 
 
 @dataclass(frozen=True)

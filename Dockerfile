@@ -58,7 +58,8 @@ WORKDIR /data
 VOLUME ["/data"]
 # hivemind's fixed port (VOLUNTEER_HOST_MADDRS): TCP, and UDP for QUIC. The status endpoint (8471) listens on
 # the container's 127.0.0.1 only: reach it with 'docker exec -it <container> volunteer attach'.
-EXPOSE 31337/tcp 31337/udp
+# 9471: the read-only metrics endpoint, served only when asked (-e VOLUNTEER_METRICS_ADDRESS=0.0.0.0:9471).
+EXPOSE 31337/tcp 31337/udp 9471/tcp
 # The client finishes its step, says goodbye to its peers and exits within Docker's 10 s stop timeout.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=10s --start-period=2m --retries=3 \

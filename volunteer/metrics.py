@@ -43,6 +43,10 @@ GAUGES = {
     "volunteer_leaderboard_dropped": "Peer records left off the latest leaderboard: invalid, forged or beyond the "
     "entries kept",
 }
+OPTIONAL = frozenset(
+    {"volunteer_loss", "volunteer_loss_smoothed", "volunteer_learning_rate", "volunteer_eta_next_step_seconds"}
+)
+"""Gauges absent until known (no loss before the first batch, no ETA while the swarm cannot estimate one)."""
 STATE = "volunteer_state"
 INFO = "volunteer"
 
@@ -111,7 +115,7 @@ class SnapshotCollector:
             yield CounterMetricFamily(name, doc, value=_number(values[name] or 0))
         for name, doc in GAUGES.items():
             value = values[name]
-            if value is not None:  # no loss before the first batch: absent, not 0
+            if value is not None:  # OPTIONAL ones: absent, not 0
                 yield GaugeMetricFamily(name, doc, value=_number(value))
 
 

@@ -19,7 +19,7 @@ from tests.docker.conftest import ROOT, Container, docker, wait_for
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
 COMPOSE_FILE = ROOT / "docker" / "compose.yaml"
-LINE = re.compile(r" training +\| peers (\d+) \| step (\d+) \| .*\| contributed ([\d,]+) ")
+LINE = re.compile(r" training +\| peers (\d+) \| step (\d+) \| .*\| credited ([\d,]+),")
 
 
 def compose_cli() -> list[str] | None:

@@ -235,13 +235,15 @@ def test_healthcheck_runs_the_healthcheck_module(parser: DockerfileParser) -> No
     assert int(flags["timeout"].rstrip("s")) > DEFAULT_TIMEOUT
 
 
-def test_exposes_the_fixed_hivemind_port(parser: DockerfileParser) -> None:
+def test_exposes_the_fixed_hivemind_port_and_the_metrics_port(parser: DockerfileParser) -> None:
     exposed = set(only(parser, "EXPOSE").split())
-    assert exposed == {"31337/tcp", "31337/udp"}
+    assert exposed == {"31337/tcp", "31337/udp", "9471/tcp"}
     listen = parse_listen_addresses(parser.envs["VOLUNTEER_HOST_MADDRS"])
     assert listen == ["/ip4/0.0.0.0/tcp/31337", "/ip4/0.0.0.0/udp/31337/quic-v1"]
     ports = {f"{a.split('/')[4]}/{a.split('/')[3]}" for a in listen}
-    assert ports == exposed
+    assert ports == exposed - {"9471/tcp"}
+    # the metrics endpoint is opt-in: nothing listens there unless asked
+    assert "VOLUNTEER_METRICS_ADDRESS" not in parser.envs
 
 
 def test_oci_labels(parser: DockerfileParser, pyproject: dict) -> None:

@@ -21,6 +21,7 @@ import queue
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from volunteer import endpoint_file
@@ -40,6 +41,7 @@ from volunteer.stats import (
     State,
     Transfer,
 )
+from volunteer.transfer import TransferMeter
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,7 @@ class Session:
         self._events: collections.deque[Event] = collections.deque(maxlen=500)
         self._event_seq = 0
         self._events_lock = threading.Lock()
+        self._publish_lock = threading.Lock()
         self._commands: queue.Queue[Command] = queue.Queue()
         self._stop_requested = False
         self._hard_stop = False
@@ -181,7 +184,9 @@ class Session:
 
         self._set_state(State.DOWNLOADING)
         ask = self._ask_consent_via_api if self.interactive else None
-        self.prepared = prepare_project(self.settings, self.data_dir, ask_consent=ask)
+        meter = TransferMeter()
+        with self._showing(meter):
+            self.prepared = prepare_project(self.settings, self.data_dir, ask_consent=ask, meter=meter)
         project = self.prepared.project
         for warning in self.prepared.warnings:
             self.event("warning", warning)
@@ -191,6 +196,30 @@ class Session:
         if self.ledger.warning:
             self.event("warning", self.ledger.warning)
         self._publish(project=project.info(), target_batch_size=manifest.target_batch_size)
+
+    @contextlib.contextmanager
+    def _showing(self, meter: TransferMeter) -> Iterator[None]:
+        """Publish ``meter``'s transfer while the block runs (the download blocks this thread), and say in the
+        headless log how it goes every LOG_INTERVAL."""
+        done = threading.Event()
+
+        def show() -> None:
+            last_line = time.monotonic()
+            while not done.wait(SNAPSHOT_INTERVAL):
+                transfer = meter.snapshot()
+                self._publish(transfer=transfer)
+                if transfer is not None and time.monotonic() - last_line >= LOG_INTERVAL:
+                    last_line = time.monotonic()
+                    self.event("downloading", f"downloading {transfer.describe()}")
+
+        thread = threading.Thread(target=show, name="volunteer-download-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=2)
+            self._publish(transfer=None)
 
     def _ask_consent_via_api(self, project: Any) -> bool:
         self._publish(state=State.WAITING_FOR_CONSENT, project=project.info())
@@ -478,15 +507,16 @@ class Session:
         )
 
     def _publish(self, **changes: Any) -> None:
-        now = time.time()
-        self._snapshot = dataclasses.replace(
-            self._snapshot,
-            time=now,
-            uptime=now - self.started,
-            reconnects=self.reconnects,
-            last_event_seq=self._event_seq,
-            **changes,
-        )
+        with self._publish_lock:  # the download-progress thread publishes too: no change may be lost
+            now = time.time()
+            self._snapshot = dataclasses.replace(
+                self._snapshot,
+                time=now,
+                uptime=now - self.started,
+                reconnects=self.reconnects,
+                last_event_seq=self._event_seq,
+                **changes,
+            )
 
     def _set_state(self, state: State) -> None:
         if self._snapshot.state != state:

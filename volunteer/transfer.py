@@ -138,14 +138,15 @@ def watching(meter: TransferMeter, folder: Path, interval: float = 0.5) -> Itera
 PATCHED_SOURCE_SHA256 = "fe7b419d01ced5fecfe410f8a12b2a770c15ad13e37bd04298792cb3928f5857"
 """The sha256 of ``inspect.getsource(DecentralizedAverager._load_state_from_peers)`` in hivemind 1.1.12."""
 
-_state_bytes = multiprocessing.Value(ctypes.c_uint64, 0, lock=False)
-"""Bytes of model state received, in shared memory so that forked averagers add to the same counter."""
+_state_bytes: Any = None
+"""Bytes of model state received, in shared memory (made by :func:`count_state_bytes`) so that forked averagers
+add to the same counter."""
 _wrapped: Any = None
 
 
 def state_bytes_received() -> int:
     """Bytes of model state every averager forked from this process has received so far."""
-    return int(_state_bytes.value)
+    return int(_state_bytes.value) if _state_bytes is not None else 0
 
 
 def _counting(aiter_with_timeout: Any) -> Any:
@@ -168,7 +169,7 @@ def count_state_bytes() -> bool:
     Returns:
         Whether the counter is in place: False for a hivemind other than the one it was written against.
     """
-    global _wrapped
+    global _wrapped, _state_bytes
     from hivemind.averaging import averager
 
     if _wrapped is not None and averager.aiter_with_timeout is _wrapped:
@@ -181,6 +182,7 @@ def count_state_bytes() -> bool:
     if digest != PATCHED_SOURCE_SHA256:
         log.info("hivemind's state download is not the code volunteer counts bytes in; no progress for it")
         return False
+    _state_bytes = multiprocessing.Value(ctypes.c_uint64, 0, lock=False)
     _wrapped = _counting(averager.aiter_with_timeout)
     averager.aiter_with_timeout = _wrapped
     return True

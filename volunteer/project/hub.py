@@ -23,6 +23,7 @@ from volunteer.errors import DataDirError, ProjectError
 from volunteer.project.files import MAX_FILES, Contents, sort_files, walk_snapshot
 from volunteer.project.ids import ProjectRef
 from volunteer.project.manifest import MANIFEST_NAME
+from volunteer.transfer import TransferMeter, watching
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +153,18 @@ def _save_listing(cache_dir: Path, repo: str, sha: str, listing: list[tuple[str,
 
 
 def download_rest(
-    ref: ProjectRef, sha: str, cache_dir: Path, *, endpoint: str | None, token: str | None, from_cache: bool
+    ref: ProjectRef,
+    sha: str,
+    cache_dir: Path,
+    *,
+    endpoint: str | None,
+    token: str | None,
+    from_cache: bool,
+    meter: TransferMeter | None = None,
 ) -> Contents:
     """After consent: the rest of the project's files at ``sha``; checks the whole snapshot again.
+
+    ``meter``, if given, counts the bytes as they land in the cache (its total is the caller's to set).
 
     Raises:
         ProjectError: the download fails, or the snapshot on disk holds what the rules refuse.
@@ -163,7 +173,13 @@ def download_rest(
 
     shown_endpoint = endpoint or constants.ENDPOINT
     where = _describe(ref.repo, sha)
-    root = _snapshot(ref, sha, cache_dir, endpoint, token, shown_endpoint, local_only=from_cache, only=None)
+    if meter is None or from_cache:
+        root = _snapshot(ref, sha, cache_dir, endpoint, token, shown_endpoint, local_only=from_cache, only=None)
+    else:
+        from huggingface_hub.file_download import repo_folder_name
+
+        with watching(meter, cache_dir / repo_folder_name(repo_id=ref.repo, repo_type="model") / "blobs"):
+            root = _snapshot(ref, sha, cache_dir, endpoint, token, shown_endpoint, local_only=False, only=None)
     return sort_files(walk_snapshot(root, root.parent.parent, where), where, MANIFEST_NAME, count_all=True)
 
 

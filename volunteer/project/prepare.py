@@ -24,6 +24,7 @@ from volunteer.project.prepared import PreparedProject, ResolvedProject, describ
 from volunteer.project.static import check_project_code
 from volunteer.project.trust import require_consent
 from volunteer.settings import Settings
+from volunteer.transfer import TransferMeter
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,12 @@ def _present(ref: ProjectRef, root: Path, contents: Contents) -> Callable[[str],
     return lambda file: file in listed
 
 
-def finish_download(project: ResolvedProject, settings: Settings, data_dir: DataDir) -> ResolvedProject:
+def finish_download(
+    project: ResolvedProject, settings: Settings, data_dir: DataDir, meter: TransferMeter | None = None
+) -> ResolvedProject:
     """After consent: download the rest of a Hub project (its data files); other projects are already whole.
+
+    ``meter``, if given, shows the download's progress (its total: the data files' size in the listing).
 
     Raises:
         ProjectError: the download fails, or the snapshot holds what the rules refuse.
@@ -101,14 +106,21 @@ def finish_download(project: ResolvedProject, settings: Settings, data_dir: Data
     if project.complete:
         return project
     ref = parse_project_id(project.id)
-    contents = download_rest(
-        ref,
-        project.revision,
-        data_dir.hub_cache,
-        endpoint=hub_endpoint(settings.endpoint),
-        token=hub_token(),
-        from_cache=project.from_cache,
-    )
+    if meter is not None:
+        meter.start("project files", project.data_bytes or None)
+    try:
+        contents = download_rest(
+            ref,
+            project.revision,
+            data_dir.hub_cache,
+            endpoint=hub_endpoint(settings.endpoint),
+            token=hub_token(),
+            from_cache=project.from_cache,
+            meter=meter,
+        )
+    finally:
+        if meter is not None:
+            meter.finish()
     if contents.code != project.files:
         changed = sorted(set(contents.code) ^ set(project.files))
         raise ProjectError(
@@ -124,6 +136,7 @@ def prepare_project(
     data_dir: DataDir,
     *,
     ask_consent: Callable[[ResolvedProject], bool] | None = None,
+    meter: TransferMeter | None = None,
 ) -> PreparedProject:
     """Resolve the project, make sure its code may run here, and collect its peers.
 
@@ -132,6 +145,7 @@ def prepare_project(
         data_dir: Where the Hub cache, consent records and peer cache live.
         ask_consent: Asks the volunteer (the TUI's dialog) when this commit has no remembered consent and
             ``settings.trust`` is off; ``None`` (headless) means: do not ask, fail with a hint.
+        meter: Counts the bytes of the download after consent, for a progress bar.
 
     Raises:
         ProjectError: see :func:`resolve_project`; also for an invalid line in the project's peers file.
@@ -141,7 +155,7 @@ def prepare_project(
     """
     project = resolve_project(settings, data_dir)
     consent = require_consent(project, data_dir, trust=settings.trust, ask=ask_consent)
-    project = finish_download(project, settings, data_dir)
+    project = finish_download(project, settings, data_dir, meter)
     peers = collect_project_peers(project, settings, data_dir)
     return PreparedProject(project=project, peers=peers, consent=consent)
 

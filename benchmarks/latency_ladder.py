@@ -172,7 +172,7 @@ def run_worker(job: Job) -> dict:
 
     if job.kind == "before":
         # the code before issue 14: every report throttled, the tracker's own record read back from the DHT
-        strategy_module.apply_tracker_patch = lambda: False
+        strategy_module.apply_step_patches = lambda: False
 
         class ThrottleEveryReport(strategy_module._ThrottledEvent):
             def __init__(self, interval, tracker=None):
@@ -251,22 +251,28 @@ def latencies(peer_steps: list[list], target: int, first: int, last: int) -> lis
 
 
 def analyse(job: Job, results: list[dict]) -> dict:
+    """samples/s computed (the swarm's, summed over peers), global steps/s and the step latencies."""
     first, last = job.warmup_steps, job.warmup_steps + job.global_steps
     if job.kind == "lightning":
         ends = results[0]["batch_ends"]
         start = next(t for t, steps in ends if steps >= first)
         end = next(t for t, steps in ends if steps >= last)
         batches = sum(1 for t, _ in ends if start < t <= end)
-        return {"samples/s": batches * job.batch_size / (end - start), "latency": []}
-    rates = []
+        return {"samples/s": batches * job.batch_size / (end - start), "steps/s": (last - first) / (end - start)}
+    rates, step_rates = [], []
     for result in results:
         span = window(result["steps"], first, last)
         if span is None:
             raise RuntimeError(f"{job.kind}: the measured global steps were not all taken")
         start, end, samples = span
         rates.append(samples / (end - start))
+        step_rates.append((last - first) / (end - start))
     target = job.batches * job.batch_size
-    return {"samples/s": sum(rates), "latency": latencies([r["steps"] for r in results], target, first, last)}
+    return {
+        "samples/s": sum(rates),
+        "steps/s": statistics.mean(step_rates),
+        "latency": latencies([r["steps"] for r in results], target, first, last),
+    }
 
 
 # -- the driver ----------------------------------------------------------------------------------------------
@@ -394,32 +400,56 @@ def main() -> None:
                     finally:
                         if bootstrap is not None:
                             bootstrap.shutdown()
+                    result["repeat"] = repeat
                     measured_runs[(kind, peers)].append(result)
-                    lat = result["latency"]
+                    lat = result.get("latency")
                     lat_text = f", step latency median {statistics.median(lat) * 1000:.0f} ms" if lat else ""
                     print(
                         f"  repeat {repeat + 1} {kind:<9} {peers} peer(s) "
-                        f"{result['samples/s']:9.1f} samples/s{lat_text}",
+                        f"{result['samples/s']:9.1f} samples/s, {result['steps/s']:6.2f} global steps/s{lat_text}",
                         flush=True,
                     )
             report(measured_runs, batches * args.batch_size)
 
 
+def paired(runs: list[dict], baseline: list[dict], key) -> float | None:
+    """The median over repeats of ``key(run, baseline run of the same repeat)``: slow drifts of a shared
+    machine's load then hit both sides of each figure alike."""
+    by_repeat = {r["repeat"]: r for r in baseline}
+    values = [key(r, by_repeat[r["repeat"]]) for r in runs if r["repeat"] in by_repeat]
+    return statistics.median(values) if values else None
+
+
 def report(runs: dict[tuple[str, int], list[dict]], target: int) -> None:
-    median = {cell: statistics.median(r["samples/s"] for r in results) for cell, results in runs.items() if results}
-    base = median.get(("lightning", 1))
+    plain = runs.get(("lightning", 1)) or []
     print(
-        f"  {'run':<9} {'peers':>5} {'samples/s':>10} {'÷ plain':>8} {'fixed s/step':>12} {'÷ 1 peer':>9} "
-        f"{'latency ms (median, max)':>25}"
+        f"  {'run':<9} {'peers':>5} {'samples/s':>10} {'÷ plain':>8} {'steps/s':>8} {'÷ plain':>8} "
+        f"{'fixed s/step':>12} {'÷ 1 peer':>9} {'latency ms: median':>19} {'max':>6}"
     )
-    for (kind, peers), value in median.items():
-        ratio = f"{value / base:8.3f}" if base and peers == 1 else f"{'':8}"
-        fixed = f"{target / value - target / base:12.3f}" if base and peers == 1 else f"{'':12}"
-        one = median.get((kind, 1))
-        scaling = f"{value / one:9.2f}" if one and peers > 1 else f"{'':9}"
-        lat = [x for r in runs[(kind, peers)] for x in r["latency"]]
-        lat_text = f"{statistics.median(lat) * 1000:10.0f} {max(lat) * 1000:8.0f}" if lat else ""
-        print(f"  {kind:<9} {peers:>5} {value:10.1f} {ratio} {fixed} {scaling} {lat_text:>25}", flush=True)
+    for (kind, peers), results in runs.items():
+        if not results:
+            continue
+        samples = statistics.median(r["samples/s"] for r in results)
+        steps = statistics.median(r["steps/s"] for r in results)
+        ratio = step_ratio = fixed = scaling = None
+        if peers == 1:
+            ratio = paired(results, plain, lambda r, b: r["samples/s"] / b["samples/s"])
+            step_ratio = paired(results, plain, lambda r, b: r["steps/s"] / b["steps/s"])
+            fixed = paired(results, plain, lambda r, b: 1 / r["steps/s"] - 1 / b["steps/s"])
+        else:
+            one = runs.get((kind, 1)) or []
+            scaling = paired(results, one, lambda r, b: r["samples/s"] / b["samples/s"])
+        lat = [x for r in results for x in r.get("latency", [])]
+        print(
+            f"  {kind:<9} {peers:>5} {samples:10.1f} {_fmt(ratio, 8, 3)} {steps:8.2f} {_fmt(step_ratio, 8, 3)} "
+            f"{_fmt(fixed, 12, 3)} {_fmt(scaling, 9, 2)} "
+            + (f"{statistics.median(lat) * 1000:19.0f} {max(lat) * 1000:6.0f}" if lat else ""),
+            flush=True,
+        )
+
+
+def _fmt(value: float | None, width: int, digits: int) -> str:
+    return f"{value:{width}.{digits}f}" if value is not None else " " * width
 
 
 if __name__ == "__main__":

@@ -32,8 +32,18 @@ DHT is as old as its last report (stored by a background thread). A record from 
 not counted at all, so the tracker may restart counting toward the target from nothing: with global steps
 shorter than the refresh, a lone peer took up to twice the target before stepping (issue 14,
 ``tests/integration/test_step_latency.py``). :func:`apply_tracker_patch` makes the tracker read its own
-record from its local progress instead; every other peer's record is used as hivemind uses it. It applies
-to the main process only (the tracker is a thread there), under the same version and source check.
+record from its local progress instead; every other peer's record is used as hivemind uses it.
+
+**A lone peer schedules gradient averaging with nobody.** Near every global step,
+``hivemind.Optimizer._maybe_schedule_gradient_averaging`` asks the gradient averager process to begin
+matchmaking (a blocking round trip to that process, then a DHT declaration and lookups there), and at the
+step ``_begin_averaging_gradients`` cancels the round when the tracker sees no other peer. With global steps
+of a few hundred milliseconds that round trip was a tenth of each step on a busy 2-core machine (issue 14).
+We schedule only when the tracker sees another peer. Nothing else changes: at the step, hivemind averages
+only with ``num_peers > 1`` anyway, and starts a round on the spot if none was scheduled.
+
+:func:`apply_step_patches` applies these two to the main process only (the tracker is a thread there, the
+optimizer's step runs there), under the same version and source checks, all or none.
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from math import isfinite
 import hivemind
 from hivemind.averaging.key_manager import GroupKeyManager
 from hivemind.averaging.matchmaking import PotentialLeaders
+from hivemind.optim.optimizer import Optimizer
 from hivemind.optim.progress_tracker import ProgressTracker
 from hivemind.utils import ValueWithExpiration
 from hivemind.utils.timed_storage import MAX_DHT_TIME_DISCREPANCY_SECONDS, get_dht_time
@@ -71,6 +82,12 @@ TRACKER_SOURCE_SHA256 = "1b5ad87469d3c13fc7f3fd72c55112b3e0e16d3c606b77062f84ea8
 """The sha256 of ``inspect.getsource(ProgressTracker._parse_swarm_progress_data)`` in hivemind 1.1.12."""
 
 HIVEMIND_PARSE_SWARM_PROGRESS_DATA = ProgressTracker.__dict__.get("_parse_swarm_progress_data")
+"""hivemind's own method, as imported (before any patch)."""
+
+SCHEDULE_SOURCE_SHA256 = "868f8c36bdaa41e64552295d029a96765ab3857011ac221ce4b7049e78cb7757"
+"""The sha256 of ``inspect.getsource(Optimizer._maybe_schedule_gradient_averaging)`` in hivemind 1.1.12."""
+
+HIVEMIND_MAYBE_SCHEDULE_GRADIENT_AVERAGING = Optimizer.__dict__.get("_maybe_schedule_gradient_averaging")
 """hivemind's own method, as imported (before any patch)."""
 
 _declined = False
@@ -120,6 +137,13 @@ def _parse_swarm_progress_data(self: ProgressTracker, metadata):
     return HIVEMIND_PARSE_SWARM_PROGRESS_DATA(self, metadata)
 
 
+def _maybe_schedule_gradient_averaging(self: Optimizer) -> None:
+    """hivemind 1.1.12's method, which does nothing while the tracker sees no other peer."""
+    if self.tracker.global_progress.num_peers <= 1:
+        return
+    HIVEMIND_MAYBE_SCHEDULE_GRADIENT_AVERAGING(self)
+
+
 def _source_sha256(function: object) -> str | None:
     try:
         return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()  # type: ignore[arg-type]
@@ -158,30 +182,39 @@ def apply_hivemind_patches() -> bool:
     return True
 
 
-def is_tracker_patched() -> bool:
-    """Whether hivemind's progress tracker in this process counts its own samples from local progress."""
-    return ProgressTracker.__dict__.get("_parse_swarm_progress_data") is _parse_swarm_progress_data
+def is_step_patched() -> bool:
+    """Whether this process's tracker counts its own samples exactly and a lone peer schedules no averaging."""
+    return (
+        ProgressTracker.__dict__.get("_parse_swarm_progress_data") is _parse_swarm_progress_data
+        and Optimizer.__dict__.get("_maybe_schedule_gradient_averaging") is _maybe_schedule_gradient_averaging
+    )
 
 
-def apply_tracker_patch() -> bool:
-    """Make hivemind's progress tracker count this peer's own progress exactly, once; later calls do nothing.
+def apply_step_patches() -> bool:
+    """Patch hivemind's global-step path in this process (tracker and scheduling, above), once.
 
     Returns:
-        Whether the patch is in place: False for a hivemind other than the one it was written against.
+        Whether the patches are in place: False for a hivemind other than the one they were written against.
     """
     global _tracker_declined
-    if is_tracker_patched():
+    if is_step_patched():
         return True
-    original = ProgressTracker.__dict__.get("_parse_swarm_progress_data")
-    if hivemind.__version__ != PATCHED_VERSION or _source_sha256(original) != TRACKER_SOURCE_SHA256:
+    tracker_method = ProgressTracker.__dict__.get("_parse_swarm_progress_data")
+    schedule_method = Optimizer.__dict__.get("_maybe_schedule_gradient_averaging")
+    if (
+        hivemind.__version__ != PATCHED_VERSION
+        or _source_sha256(tracker_method) != TRACKER_SOURCE_SHA256
+        or _source_sha256(schedule_method) != SCHEDULE_SOURCE_SHA256
+    ):
         if not _tracker_declined:
             log.info(
-                "hivemind %s: its progress tracker is not the code volunteer's fix was written for "
-                "(hivemind %s); left unpatched",
+                "hivemind %s: its progress tracker or optimizer is not the code volunteer's step fixes were "
+                "written for (hivemind %s); left unpatched",
                 hivemind.__version__,
                 PATCHED_VERSION,
             )
             _tracker_declined = True
         return False
     ProgressTracker._parse_swarm_progress_data = _parse_swarm_progress_data  # type: ignore[method-assign]
+    Optimizer._maybe_schedule_gradient_averaging = _maybe_schedule_gradient_averaging  # type: ignore[method-assign]
     return True

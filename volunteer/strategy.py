@@ -32,7 +32,7 @@ from typing_extensions import override
 
 from volunteer.constants import initial_peers_from_env
 from volunteer.errors import StrategyConfigError, SwarmError
-from volunteer.hivemind_patches import apply_hivemind_patches, apply_tracker_patch
+from volunteer.hivemind_patches import apply_hivemind_patches, apply_step_patches
 from volunteer.peers import parse_listen_addresses, parse_peers
 
 log = logging.getLogger(__name__)
@@ -108,9 +108,11 @@ class HivemindStrategy(Strategy):
         averager_opts: Keyword arguments for hivemind's gradient and state averagers.
         tracker_opts: Keyword arguments for hivemind's progress tracker.
         print_join_message: Print how other machines can join once the DHT is up.
-        progress_report_interval: Publish this peer's progress to the DHT at most this often (seconds).
-            hivemind publishes after every local step, which costs a fast model a third of its throughput;
-            peers read progress every 0.5 s or more anyway. 0 publishes after every step.
+        progress_report_interval: Publish this peer's progress to the DHT at most this often (seconds) while
+            the swarm is far from the target. hivemind publishes after every local step, which costs a fast
+            model a third of its throughput; peers read progress every 0.5 s or more anyway. The first report
+            of a global step and every report within two batches of the target go out at once, so that no
+            peer waits for them. 0 publishes after every step.
         **optimizer_kwargs: Further keyword arguments for ``hivemind.Optimizer``.
 
     Raises:
@@ -496,7 +498,7 @@ class HivemindStrategy(Strategy):
         else:
             opt_arg, params = optimizer, None
         apply_hivemind_patches()  # before hivemind forks its averagers, which inherit it
-        apply_tracker_patch()
+        apply_step_patches()
         opt = hivemind.Optimizer(
             dht=self._dht,
             run_id=self.run_id,

@@ -55,3 +55,88 @@ def test_lone_peer_steps_within_a_batch_of_the_target():
     late = [count for count in full_steps if count > BATCHES_PER_STEP + 1]
     assert not late, f"global steps that took more than {BATCHES_PER_STEP + 1} batches: {late}"
     assert shutdown_included > 0
+
+
+@pytest.fixture
+def tracker():
+    import hivemind
+    from hivemind.optim.progress_tracker import ProgressTracker
+
+    dht = hivemind.DHT(host_maddrs=["/ip4/127.0.0.1/tcp/0"], start=True)
+    tracker = ProgressTracker(dht, f"latency-{time.monotonic_ns()}", target_batch_size=100, start=False)
+    yield tracker
+    dht.shutdown()
+
+
+def test_the_tracker_counts_its_own_samples_not_its_stale_record(tracker):
+    from hivemind.utils import get_dht_time
+
+    from volunteer.hivemind_patches import apply_step_patches, is_step_patched
+
+    assert apply_step_patches() and is_step_patched()
+    tracker.report_local_progress(0, 10)
+    stale = tracker.local_progress.dict()  # what the reporter thread stored a while ago
+    assert tracker.dht.store(
+        tracker.training_progress_key,
+        subkey=tracker._local_public_key,
+        value=stale,
+        expiration_time=get_dht_time() + 60,
+    )
+    for samples in (20, 30, 40):
+        tracker.report_local_progress(0, samples)
+    metadata = tracker.dht.get(tracker.training_progress_key, latest=True).value
+    progress = tracker._parse_swarm_progress_data(metadata)
+    assert progress.num_peers == 1
+    assert progress.samples_accumulated == 40, "hivemind as released counts the 10 of the stored record"
+
+
+def test_reports_that_matter_are_not_throttled(tracker):
+    from volunteer.strategy import _ThrottledEvent
+
+    event = _ThrottledEvent(60.0, tracker)
+    tracker.should_report_progress = event
+    tracker.report_local_progress(0, 10)
+    assert event.is_set(), "the first report goes out"
+    event.clear()
+    for samples in (20, 30, 40, 50, 60, 70):
+        tracker.report_local_progress(0, samples)
+        assert not event.is_set(), f"far from the target ({samples} of 100): throttled"
+    tracker.report_local_progress(0, 80)
+    assert event.is_set(), "within two batches of the target: at once"
+    event.clear()
+    with tracker.pause_updates():
+        tracker.update_epoch(1)
+    assert event.is_set(), "the first report of a new global step: at once"
+    event.clear()
+    tracker.report_local_progress(1, 10)
+    assert not event.is_set()
+    tracker.shutdown_triggered.set()
+    event.set()
+    assert event.is_set(), "the tracker's wake-up at shutdown goes through"
+
+
+def test_a_lone_peer_schedules_no_averaging_round(monkeypatch):
+    """Scheduling is a blocking round trip to the averager process, then cancelled at the step: pure cost."""
+    from hivemind.optim.grad_averager import GradientAverager
+
+    scheduled = []
+    original = GradientAverager.schedule_step
+
+    def schedule_step(self, *args, **kwargs):
+        scheduled.append(time.monotonic())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GradientAverager, "schedule_step", schedule_step)
+    recorder = EpochPerBatch()
+    strategy = HivemindStrategy(
+        target_batch_size=BATCH * 4,
+        batch_size=BATCH,
+        matchmaking_time=1.0,
+        averaging_timeout=5.0,
+        host_maddrs="/ip4/127.0.0.1/tcp/0",
+        print_join_message=False,
+    )
+    trainer = quiet_trainer(strategy=strategy, max_steps=4 * 12, callbacks=[recorder])
+    trainer.fit(TinyRegressor(), regression_data(batch_size=BATCH))
+    assert recorder.epochs[-1] >= 10
+    assert not scheduled, f"{len(scheduled)} averaging rounds scheduled for a lone peer"

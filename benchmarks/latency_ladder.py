@@ -8,6 +8,10 @@ In every cell these runs alternate, each in a fresh process on one torch thread,
 * ``strategy``: Lightning with ``HivemindStrategy``, one peer, then two peers on loopback (``--peers``);
 * ``before``: the same strategy as it was before issue 14 (every progress report throttled, the tracker
   reading this peer's own record back from the DHT), so the fix is measured in the same invocation;
+* ``unthrottled``: the strategy publishing its progress after every batch (``progress_report_interval=0``),
+  not run unless asked for;
+* ``background``: the strategy averaging parameters in the background (``delay_state_averaging=True``, as
+  hivemind does by default and ``raw`` does), not run unless asked for;
 * ``raw``: a hand-written ``hivemind.Optimizer`` loop without Lightning, hivemind 1.1.12 as released apart
   from the matchmaking rate limit of ``volunteer.hivemind_patches`` (without it hivemind's matchmaking busy
   loop dominates every figure; ``benchmarks.strategy_overhead`` measures that separately).
@@ -40,7 +44,7 @@ import time
 from dataclasses import asdict, dataclass
 
 RESULT_PREFIX = "LADDER-RESULT "
-RUN_KINDS = ("lightning", "strategy", "before", "raw")
+RUN_KINDS = ("lightning", "strategy", "before", "raw", "unthrottled", "background")
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ def run_worker(job: Job) -> dict:
     silence_training_logs()
     target = job.batches * job.batch_size
     last_epoch = job.warmup_steps + job.global_steps
-    data = make_data(min(job.batches, 64), job.batch_size)  # cycled: memory stays small at 256 batches a step
+    data = make_data(job.batches, job.batch_size)  # one epoch per global step: Lightning steps at epoch ends
     log = StepLog()
     batch_ends: list[tuple[float, int]] = []  # plain Lightning: (time, optimizer steps so far)
 
@@ -189,6 +193,8 @@ def run_worker(job: Job) -> dict:
         matchmaking_time=job.matchmaking_time,
         averaging_timeout=30,
         print_join_message=False,
+        progress_report_interval=0 if job.kind == "unthrottled" else 0.5,
+        delay_state_averaging=job.kind == "background",
     )
 
     class Stop(L.Callback):
@@ -321,7 +327,7 @@ def calibrate(step_ms: float, batch_size: int) -> tuple[int, float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batches", default="4,10,32,256", help="batches per global step, comma separated")
     parser.add_argument("--step-ms", default="5,20,100", help="model step times to calibrate, comma separated")
-    parser.add_argument("--runs", default=",".join(RUN_KINDS), help=f"run kinds among {','.join(RUN_KINDS)}")
+    parser.add_argument("--runs", default="lightning,strategy,before,raw", help=f"among {','.join(RUN_KINDS)}")
     parser.add_argument("--peers", default="1,2", help="peer counts for the hivemind runs: 1, 2 or 1,2")
     parser.add_argument("--window", type=float, default=8.0, help="measure at least this many seconds a run")
     parser.add_argument("--worker", help=argparse.SUPPRESS)

@@ -27,6 +27,7 @@ import logging
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 
 import hivemind
 import lightning as L
@@ -189,9 +190,22 @@ def step_time_ms(args) -> float:
     return (time.perf_counter() - start) * 100
 
 
-def parse_workload(doc: str | None, *, width: int, target: int, global_steps: int, repeats: int) -> argparse.Namespace:
-    """The command line shared by the benchmarks that train ``Mlp``, with their own defaults."""
+def parse_workload(
+    doc: str | None,
+    *,
+    width: int,
+    target: int,
+    global_steps: int,
+    repeats: int,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.Namespace:
+    """The command line shared by the benchmarks that train ``Mlp``, with their own defaults.
+
+    ``add_arguments`` adds a benchmark's own options to the parser before it reads the command line.
+    """
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if add_arguments is not None:
+        add_arguments(parser)
     parser.add_argument("--width", type=int, default=width)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--target", type=int, default=target)

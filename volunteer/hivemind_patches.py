@@ -24,6 +24,26 @@ code unchanged.
 The patch replaces a method of hivemind's class in this process, so averagers forked after
 :func:`apply_hivemind_patches` inherit it (hivemind forks them; see ``volunteer.worker``). It applies only to
 the exact source it was written against, and leaves any other hivemind untouched, with one log line.
+
+**The progress tracker forgets this peer's own samples.** Every 0.5 s or more, hivemind's ``ProgressTracker``
+(``hivemind/optim/progress_tracker.py``) replaces the swarm's progress with what it reads from the DHT,
+this peer's own record included, although the peer knows its own progress exactly and the record in the
+DHT is as old as its last report (stored by a background thread). A record from an earlier global step is
+not counted at all, so the tracker may restart counting toward the target from nothing: with global steps
+shorter than the refresh, a lone peer took up to twice the target before stepping (issue 14,
+``tests/integration/test_step_latency.py``). :func:`apply_tracker_patch` makes the tracker read its own
+record from its local progress instead; every other peer's record is used as hivemind uses it.
+
+**A lone peer schedules gradient averaging with nobody.** Near every global step,
+``hivemind.Optimizer._maybe_schedule_gradient_averaging`` asks the gradient averager process to begin
+matchmaking (a blocking round trip to that process, then a DHT declaration and lookups there), and at the
+step ``_begin_averaging_gradients`` cancels the round when the tracker sees no other peer. With global steps
+of a few hundred milliseconds that round trip was a tenth of each step on a busy 2-core machine (issue 14).
+We schedule only when the tracker sees another peer. Nothing else changes: at the step, hivemind averages
+only with ``num_peers > 1`` anyway, and starts a round on the spot if none was scheduled.
+
+:func:`apply_step_patches` applies these two to the main process only (the tracker is a thread there, the
+optimizer's step runs there), under the same version and source checks, all or none.
 """
 
 from __future__ import annotations
@@ -38,6 +58,9 @@ from math import isfinite
 import hivemind
 from hivemind.averaging.key_manager import GroupKeyManager
 from hivemind.averaging.matchmaking import PotentialLeaders
+from hivemind.optim.optimizer import Optimizer
+from hivemind.optim.progress_tracker import ProgressTracker
+from hivemind.utils import ValueWithExpiration
 from hivemind.utils.timed_storage import MAX_DHT_TIME_DISCREPANCY_SECONDS, get_dht_time
 
 log = logging.getLogger(__name__)
@@ -55,7 +78,20 @@ PATCHED_SOURCE_SHA256 = "13036c7d743da89efd85ef93befc61463e1e45d87bdb6d07e97b46f
 HIVEMIND_UPDATE_QUEUE_PERIODICALLY = PotentialLeaders.__dict__.get("_update_queue_periodically")
 """hivemind's own method, as imported (before any patch), for the tests and benchmarks that compare with it."""
 
+TRACKER_SOURCE_SHA256 = "1b5ad87469d3c13fc7f3fd72c55112b3e0e16d3c606b77062f84ea870ea09881"
+"""The sha256 of ``inspect.getsource(ProgressTracker._parse_swarm_progress_data)`` in hivemind 1.1.12."""
+
+HIVEMIND_PARSE_SWARM_PROGRESS_DATA = ProgressTracker.__dict__.get("_parse_swarm_progress_data")
+"""hivemind's own method, as imported (before any patch)."""
+
+SCHEDULE_SOURCE_SHA256 = "868f8c36bdaa41e64552295d029a96765ab3857011ac221ce4b7049e78cb7757"
+"""The sha256 of ``inspect.getsource(Optimizer._maybe_schedule_gradient_averaging)`` in hivemind 1.1.12."""
+
+HIVEMIND_MAYBE_SCHEDULE_GRADIENT_AVERAGING = Optimizer.__dict__.get("_maybe_schedule_gradient_averaging")
+"""hivemind's own method, as imported (before any patch)."""
+
 _declined = False
+_tracker_declined = False
 
 
 def lookup_interval(min_matchmaking_time: float) -> float:
@@ -89,6 +125,23 @@ async def _update_queue_periodically(self: PotentialLeaders, key_manager: GroupK
         self.update_triggered.clear()
         # the fix: pop_next_leader triggers again as soon as it finds the queue empty
         await asyncio.sleep(max(0.0, lookup_started + interval - time.monotonic()))
+
+
+def _parse_swarm_progress_data(self: ProgressTracker, metadata):
+    """hivemind 1.1.12's ``_parse_swarm_progress_data``, reading this peer's own record from local progress."""
+    own_key = self._local_public_key
+    if isinstance(metadata, dict) and isinstance(metadata.get(own_key), ValueWithExpiration):
+        published = metadata[own_key]
+        if published.value is not None:  # None: this peer said goodbye; leave that as it is
+            metadata = {**metadata, own_key: ValueWithExpiration(self.local_progress.dict(), published.expiration_time)}
+    return HIVEMIND_PARSE_SWARM_PROGRESS_DATA(self, metadata)
+
+
+def _maybe_schedule_gradient_averaging(self: Optimizer) -> None:
+    """hivemind 1.1.12's method, which does nothing while the tracker sees no other peer."""
+    if self.tracker.global_progress.num_peers <= 1:
+        return
+    HIVEMIND_MAYBE_SCHEDULE_GRADIENT_AVERAGING(self)
 
 
 def _source_sha256(function: object) -> str | None:
@@ -126,4 +179,42 @@ def apply_hivemind_patches() -> bool:
             _declined = True
         return False
     PotentialLeaders._update_queue_periodically = _update_queue_periodically  # type: ignore[method-assign]
+    return True
+
+
+def is_step_patched() -> bool:
+    """Whether this process's tracker counts its own samples exactly and a lone peer schedules no averaging."""
+    return (
+        ProgressTracker.__dict__.get("_parse_swarm_progress_data") is _parse_swarm_progress_data
+        and Optimizer.__dict__.get("_maybe_schedule_gradient_averaging") is _maybe_schedule_gradient_averaging
+    )
+
+
+def apply_step_patches() -> bool:
+    """Patch hivemind's global-step path in this process (tracker and scheduling, above), once.
+
+    Returns:
+        Whether the patches are in place: False for a hivemind other than the one they were written against.
+    """
+    global _tracker_declined
+    if is_step_patched():
+        return True
+    tracker_method = ProgressTracker.__dict__.get("_parse_swarm_progress_data")
+    schedule_method = Optimizer.__dict__.get("_maybe_schedule_gradient_averaging")
+    if (
+        hivemind.__version__ != PATCHED_VERSION
+        or _source_sha256(tracker_method) != TRACKER_SOURCE_SHA256
+        or _source_sha256(schedule_method) != SCHEDULE_SOURCE_SHA256
+    ):
+        if not _tracker_declined:
+            log.info(
+                "hivemind %s: its progress tracker or optimizer is not the code volunteer's step fixes were "
+                "written for (hivemind %s); left unpatched",
+                hivemind.__version__,
+                PATCHED_VERSION,
+            )
+            _tracker_declined = True
+        return False
+    ProgressTracker._parse_swarm_progress_data = _parse_swarm_progress_data  # type: ignore[method-assign]
+    Optimizer._maybe_schedule_gradient_averaging = _maybe_schedule_gradient_averaging  # type: ignore[method-assign]
     return True

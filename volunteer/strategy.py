@@ -32,7 +32,7 @@ from typing_extensions import override
 
 from volunteer.constants import initial_peers_from_env
 from volunteer.errors import StrategyConfigError, SwarmError
-from volunteer.hivemind_patches import apply_hivemind_patches
+from volunteer.hivemind_patches import apply_hivemind_patches, apply_step_patches
 from volunteer.peers import parse_listen_addresses, parse_peers
 from volunteer.stats import Transfer
 from volunteer.transfer import TransferMeter, count_state_bytes, meter_state_loads
@@ -110,9 +110,11 @@ class HivemindStrategy(Strategy):
         averager_opts: Keyword arguments for hivemind's gradient and state averagers.
         tracker_opts: Keyword arguments for hivemind's progress tracker.
         print_join_message: Print how other machines can join once the DHT is up.
-        progress_report_interval: Publish this peer's progress to the DHT at most this often (seconds).
-            hivemind publishes after every local step, which costs a fast model a third of its throughput;
-            peers read progress every 0.5 s or more anyway. 0 publishes after every step.
+        progress_report_interval: Publish this peer's progress to the DHT at most this often (seconds) while
+            the swarm is far from the target. hivemind publishes after every local step, which costs a fast
+            model a third of its throughput; peers read progress every 0.5 s or more anyway. The first report
+            of a global step and every report within two batches of the target go out at once, so that no
+            peer waits for them. 0 publishes after every step.
         **optimizer_kwargs: Further keyword arguments for ``hivemind.Optimizer``.
 
     Raises:
@@ -504,6 +506,7 @@ class HivemindStrategy(Strategy):
             opt_arg, params = optimizer, None
         apply_hivemind_patches()  # before hivemind forks its averagers, which inherit it
         count_state_bytes()  # likewise
+        apply_step_patches()
         opt = hivemind.Optimizer(
             dht=self._dht,
             run_id=self.run_id,
@@ -521,7 +524,7 @@ class HivemindStrategy(Strategy):
         if self.progress_report_interval > 0:
             tracker = opt.tracker
             waiting_on = tracker.should_report_progress
-            tracker.should_report_progress = _ThrottledEvent(self.progress_report_interval)
+            tracker.should_report_progress = _ThrottledEvent(self.progress_report_interval, tracker)
             waiting_on.set()  # wake the reporter, which is waiting on the old event, so it switches now
         if self._resumed_optimizer_state is not None:
             opt.load_state_dict(self._resumed_optimizer_state)
@@ -673,24 +676,62 @@ class _HivemindMixedPrecision(MixedPrecision):
 
 
 class _ThrottledEvent(threading.Event):
-    """An event whose ``set()`` takes effect at most once per ``interval`` seconds.
+    """An event whose ``set()`` takes effect at most once per ``interval`` seconds, except when it matters.
 
     hivemind's progress tracker sets its ``should_report_progress`` event after every local step, and its
     reporter thread then stores a record in the DHT each time; with many small steps a second, that traffic
-    competes with training for the CPU and the GIL. Peers fetch progress every 0.5 s at best, so reporting
-    more often than that changes nothing they can see.
+    competes with training for the CPU and the GIL. Far from the target nobody needs each of those records:
+    peers fetch progress every 0.5 s at best. Three reports go out at once, since a late one costs the swarm
+    time at every global step (issue 14):
+
+    * the first of a new global step (or after a reset to zero samples), so that no peer keeps reading a
+      record from the step before, which hivemind does not count toward the target;
+    * every report once the swarm is within ``URGENT_BATCHES`` of this peer's batches of the target (or its
+      estimated time is within as many of its batch times), so that the peers that step on the estimate
+      have this one's samples;
+    * the tracker's own ``set()`` at shutdown, which wakes its reporter thread to stop (throttled, the
+      reporter slept on and every shutdown waited ``shutdown_timeout``).
     """
 
-    def __init__(self, interval: float) -> None:
+    URGENT_BATCHES = 2
+
+    def __init__(self, interval: float, tracker: Any = None) -> None:
         super().__init__()
         self.interval = interval
+        self.tracker = tracker
         self._last = -float("inf")
+        self._last_epoch: int | None = None
+        self._last_samples = 0
+        self._batch = 0
 
     def set(self) -> None:
+        urgent = self._urgent()  # first: it follows every report, published or not
         now = time.monotonic()
-        if now - self._last >= self.interval:
+        if urgent or now - self._last >= self.interval:
             self._last = now
             super().set()
+
+    def _urgent(self) -> bool:
+        tracker = self.tracker
+        if tracker is None:
+            return False
+        if tracker.shutdown_triggered.is_set():
+            return True
+        local = tracker.local_progress
+        batch = local.samples_accumulated - self._last_samples
+        self._last_samples = local.samples_accumulated
+        if batch > 0:
+            self._batch = batch
+        new_epoch = local.epoch != self._last_epoch
+        self._last_epoch = local.epoch
+        if new_epoch or local.samples_accumulated == 0:
+            return True
+        swarm = tracker.global_progress
+        if swarm.samples_accumulated + self.URGENT_BATCHES * self._batch >= tracker.target_batch_size:
+            return True
+        speed = tracker.performance_ema.samples_per_second
+        seconds_left = swarm.eta_next_epoch - get_dht_time()
+        return speed > 0 and seconds_left <= self.URGENT_BATCHES * self._batch / speed
 
 
 class _GlobalStepScheduler:

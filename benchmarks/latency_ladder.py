@@ -1,0 +1,462 @@
+"""Global-step latency: what does each global step cost, from a few batches per step to hundreds?
+
+A ladder of cells: batches per global step (``--batches``) by model step time (``--step-ms``, an MLP whose
+width is calibrated at start to take about that long for one forward and backward pass on one thread).
+In every cell these runs alternate, each in a fresh process on one torch thread, ``--repeats`` times:
+
+* ``lightning``: plain Lightning accumulating the same batches (one peer; the baseline);
+* ``strategy``: Lightning with ``HivemindStrategy``, one peer, then two peers on loopback (``--peers``);
+* ``before``: the same strategy as it was before issue 14 (every progress report throttled, the tracker
+  reading this peer's own record back from the DHT), so the fix is measured in the same invocation;
+* ``unthrottled``: the strategy publishing its progress after every batch (``progress_report_interval=0``),
+  not run unless asked for;
+* ``background``: the strategy averaging parameters in the background (``delay_state_averaging=True``, as
+  hivemind does by default and ``raw`` does), not run unless asked for;
+* ``raw``: a hand-written ``hivemind.Optimizer`` loop without Lightning, hivemind 1.1.12 as released apart
+  from the matchmaking rate limit of ``volunteer.hivemind_patches`` (without it hivemind's matchmaking busy
+  loop dominates every figure; ``benchmarks.strategy_overhead`` measures that separately).
+
+Two-peer runs start a bootstrap DHT here and two workers that join it; each waits at its first batch until
+it sees the other, so that both train together from the first global step.
+
+For each run: samples/s over the measured global steps (after a warm-up), its ratio to plain Lightning, the
+fixed cost per global step derived from the two (``target / strategy - target / lightning``, seconds), and
+the latency measured directly from timestamps around every ``hivemind.Optimizer.step``: from the call whose
+batch brought the swarm's samples for that global step to the target (summed over both peers' calls) to
+the end of the call in which this peer's optimizer stepped. Medians over repeats; for two peers the
+samples/s is the swarm's (the sum of both peers'), and the ratio is against one peer of the same run kind.
+
+    python -m benchmarks.latency_ladder --quick                     # one small cell, a smoke run
+    python -m benchmarks.latency_ladder                             # the whole ladder (long)
+    python -m benchmarks.latency_ladder --step-ms 20 --batches 10,32 --runs lightning,strategy,before
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+RESULT_PREFIX = "LADDER-RESULT "
+RUN_KINDS = ("lightning", "strategy", "before", "raw", "unthrottled", "background")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of one worker process."""
+
+    kind: str
+    width: int
+    batch_size: int
+    batches: int
+    warmup_steps: int
+    global_steps: int
+    peers: int
+    initial_peers: list[str]
+    run_id: str
+    matchmaking_time: float
+
+
+# -- the worker: one peer in its own process ---------------------------------------------------------------
+
+
+class StepLog:
+    """Timestamps around every ``hivemind.Optimizer.step`` of this process."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[float, float, int, int, int]] = []  # enter, exit, epoch before, after, samples
+
+    def install(self) -> None:
+        import hivemind
+
+        original = hivemind.Optimizer.step
+        rows = self.rows
+
+        def step(opt, *args, batch_size=None, **kwargs):
+            before = opt.local_epoch
+            entered = time.time()
+            output = original(opt, *args, batch_size=batch_size, **kwargs)
+            rows.append((entered, time.time(), before, opt.local_epoch, batch_size or opt.batch_size_per_step))
+            return output
+
+        hivemind.Optimizer.step = step
+
+
+def wait_for_peers(opt, peers: int, timeout: float = 180.0) -> None:
+    if peers < 2:
+        return
+    deadline = time.monotonic() + timeout
+    while opt.tracker.global_progress.num_peers < peers:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {opt.tracker.global_progress.num_peers} of {peers} peers after {timeout} s")
+        time.sleep(0.05)
+
+
+def run_worker(job: Job) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    import lightning as L
+    from torch import nn
+
+    from benchmarks.strategy_overhead import LOOPBACK, Mlp, make_data, silence_training_logs
+
+    silence_training_logs()
+    target = job.batches * job.batch_size
+    last_epoch = job.warmup_steps + job.global_steps
+    data = make_data(job.batches, job.batch_size)  # one epoch per global step: Lightning steps at epoch ends
+    log = StepLog()
+    batch_ends: list[tuple[float, int]] = []  # plain Lightning: (time, optimizer steps so far)
+
+    if job.kind == "lightning":
+
+        class Clock(L.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                batch_ends.append((time.time(), trainer.global_step))
+
+        trainer = L.Trainer(
+            accelerator="cpu",
+            devices=1,
+            accumulate_grad_batches=job.batches,
+            max_steps=last_epoch,
+            max_epochs=-1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[Clock()],
+        )
+        trainer.fit(Mlp(job.width), data)
+        return {"batch_ends": batch_ends}
+
+    from volunteer import hivemind_patches
+
+    log.install()
+    if job.kind == "raw":
+        import hivemind
+
+        assert hivemind_patches.apply_hivemind_patches()
+        model = Mlp(job.width)
+        dht = hivemind.DHT(host_maddrs=[LOOPBACK], initial_peers=job.initial_peers, start=True)
+        opt = hivemind.Optimizer(
+            dht=dht,
+            run_id=job.run_id,
+            target_batch_size=target,
+            batch_size_per_step=job.batch_size,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+            matchmaking_time=job.matchmaking_time,
+            averaging_timeout=30,
+            client_mode=False,
+        )
+        try:
+            opt.load_state_from_peers()
+            first = True
+            while opt.local_epoch < last_epoch:
+                for x, y in data:
+                    nn.functional.cross_entropy(model.net(x), y).backward()
+                    opt.step()
+                    opt.zero_grad()
+                    if first:
+                        wait_for_peers(opt, job.peers)
+                        first = False
+                    if opt.local_epoch >= last_epoch:
+                        break
+        finally:
+            opt.shutdown()
+            dht.shutdown()
+        return {"steps": log.rows}
+
+    from volunteer import strategy as strategy_module
+
+    if job.kind == "before":
+        # the code before issue 14: every report throttled, the tracker's own record read back from the DHT
+        strategy_module.apply_step_patches = lambda: False
+
+        class ThrottleEveryReport(strategy_module._ThrottledEvent):
+            def __init__(self, interval, tracker=None):
+                super().__init__(interval)
+
+        strategy_module._ThrottledEvent = ThrottleEveryReport
+
+    strategy = strategy_module.HivemindStrategy(
+        target_batch_size=target,
+        batch_size=job.batch_size,
+        run_id=job.run_id,
+        host_maddrs=LOOPBACK,
+        initial_peers=job.initial_peers or None,
+        matchmaking_time=job.matchmaking_time,
+        averaging_timeout=30,
+        print_join_message=False,
+        progress_report_interval=0 if job.kind == "unthrottled" else 0.5,
+        delay_state_averaging=job.kind == "background",
+    )
+
+    class Stop(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            opt = strategy.hivemind_optimizer
+            if batch_idx == 0 and trainer.current_epoch == 0:
+                wait_for_peers(opt, job.peers)
+            if opt.local_epoch >= last_epoch:
+                trainer.should_stop = True
+
+    trainer = L.Trainer(
+        strategy=strategy,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=-1,
+        max_steps=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Stop()],
+    )
+    trainer.fit(Mlp(job.width), data)
+    return {"steps": log.rows}
+
+
+# -- the analysis ---------------------------------------------------------------------------------------------
+
+
+def window(steps: list, first: int, last: int) -> tuple[float, float, int] | None:
+    """(start, end, samples): from the step into global step ``first`` to the step into ``last``."""
+    start = next((exit_ for _, exit_, before, after, _ in steps if before < first <= after), None)
+    end = next((exit_ for _, exit_, before, after, _ in steps if before < last <= after), None)
+    if start is None or end is None or end <= start:
+        return None
+    samples = sum(size for enter, _, _, _, size in steps if start < enter <= end)
+    return start, end, samples
+
+
+def latencies(peer_steps: list[list], target: int, first: int, last: int) -> list[float]:
+    """Seconds from the swarm reaching ``target`` samples for a global step to each peer's step past it."""
+    found = []
+    for epoch in range(first, last):
+        batches = sorted(
+            (enter, size) for steps in peer_steps for enter, _, before, _, size in steps if before == epoch
+        )
+        total, reached = 0, None
+        for enter, size in batches:
+            total += size
+            if total >= target:
+                reached = enter
+                break
+        if reached is None:
+            continue
+        for steps in peer_steps:
+            stepped = next((exit_ for _, exit_, before, after, _ in steps if before == epoch < after), None)
+            if stepped is not None:
+                found.append(stepped - reached)
+    return found
+
+
+def analyse(job: Job, results: list[dict]) -> dict:
+    """samples/s computed (the swarm's, summed over peers), global steps/s and the step latencies."""
+    first, last = job.warmup_steps, job.warmup_steps + job.global_steps
+    if job.kind == "lightning":
+        ends = results[0]["batch_ends"]
+        start = next(t for t, steps in ends if steps >= first)
+        end = next(t for t, steps in ends if steps >= last)
+        batches = sum(1 for t, _ in ends if start < t <= end)
+        return {"samples/s": batches * job.batch_size / (end - start), "steps/s": (last - first) / (end - start)}
+    rates, step_rates = [], []
+    for result in results:
+        span = window(result["steps"], first, last)
+        if span is None:
+            raise RuntimeError(f"{job.kind}: the measured global steps were not all taken")
+        start, end, samples = span
+        rates.append(samples / (end - start))
+        step_rates.append((last - first) / (end - start))
+    target = job.batches * job.batch_size
+    return {
+        "samples/s": sum(rates),
+        "steps/s": statistics.mean(step_rates),
+        "latency": latencies([r["steps"] for r in results], target, first, last),
+    }
+
+
+# -- the driver ----------------------------------------------------------------------------------------------
+
+
+def run_job(job: Job, timeout: float) -> dict:
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.latency_ladder", "--worker", json.dumps(asdict(job))],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(job.peers if job.kind != "lightning" else 1)
+    ]
+    results = []
+    try:
+        for worker in workers:
+            out, _ = worker.communicate(timeout=timeout)
+            line = next((line for line in out.splitlines() if line.startswith(RESULT_PREFIX)), None)
+            if line is None:
+                raise RuntimeError(f"{job.kind} worker exited with {worker.returncode} and no result")
+            results.append(json.loads(line[len(RESULT_PREFIX) :]))
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, 9)
+                worker.wait()
+    return analyse(job, results)
+
+
+def calibrate(step_ms: float, batch_size: int) -> tuple[int, float]:
+    """An MLP width whose forward and backward pass takes about ``step_ms`` on one thread, and its time."""
+    from benchmarks.strategy_overhead import step_time_ms
+
+    width, measured = 512, 0.0
+    for _ in range(4):
+        measured = step_time_ms(argparse.Namespace(width=width, batch_size=batch_size, accelerator="cpu"))
+        if abs(measured - step_ms) < 0.1 * step_ms:
+            break
+        width = max(16, int(width * math.sqrt(step_ms / measured)))
+    return width, measured
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batches", default="4,10,32,256", help="batches per global step, comma separated")
+    parser.add_argument("--step-ms", default="5,20,100", help="model step times to calibrate, comma separated")
+    parser.add_argument("--runs", default="lightning,strategy,before,raw", help=f"among {','.join(RUN_KINDS)}")
+    parser.add_argument("--peers", default="1,2", help="peer counts for the hivemind runs: 1, 2 or 1,2")
+    parser.add_argument("--window", type=float, default=8.0, help="measure at least this many seconds a run")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+
+
+def main() -> None:
+    if "--worker" in sys.argv:
+        job = Job(**json.loads(sys.argv[sys.argv.index("--worker") + 1]))
+        print(RESULT_PREFIX + json.dumps(run_worker(job)), flush=True)
+        return
+
+    import torch
+
+    from benchmarks.strategy_overhead import LOOPBACK, parse_workload, silence_training_logs
+
+    args = parse_workload(__doc__, width=0, target=64, global_steps=0, repeats=3, add_arguments=add_arguments)
+    if args.quick:
+        args.batches, args.step_ms, args.peers, args.repeats, args.window = "10", "5", "1", 1, 2.0
+        args.global_steps = 0
+    torch.set_num_threads(1)
+    silence_training_logs()
+    batches_list = [int(b) for b in args.batches.split(",")]
+    step_ms_list = [float(ms) for ms in args.step_ms.split(",")]
+    kinds = [kind for kind in args.runs.split(",") if kind]
+    if unknown := set(kinds) - set(RUN_KINDS):
+        raise SystemExit(f"error: unknown run kinds {sorted(unknown)}\nhint: choose among {','.join(RUN_KINDS)}")
+    peer_counts = [int(p) for p in args.peers.split(",")]
+
+    import hivemind
+
+    print(
+        f"batch {args.batch_size}; batches per global step {batches_list}; model step ≈ {step_ms_list} ms; "
+        f"runs {kinds}; peers {peer_counts}; {args.repeats} alternating repeats; matchmaking_time "
+        f"{args.matchmaking_time} s; one torch thread per process; {os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at start",
+        flush=True,
+    )
+    for step_ms in step_ms_list:
+        width, measured = calibrate(step_ms, args.batch_size)
+        for batches in batches_list:
+            epoch_s = batches * measured / 1000
+            global_steps = max(2, min(60, math.ceil(args.window / epoch_s)))
+            warmup = 2 if epoch_s < 2 else 1
+            if args.global_steps:
+                global_steps = args.global_steps
+            print(
+                f"\n== ≈{step_ms:g} ms model (MLP width {width}, measured {measured:.1f} ms), {batches} batches per "
+                f"global step (≈{epoch_s:.2f} s of compute), {warmup} warm-up + {global_steps} measured global steps",
+                flush=True,
+            )
+            cells = [("lightning", 1)] if "lightning" in kinds else []
+            cells += [(kind, peers) for peers in peer_counts for kind in kinds if kind != "lightning"]
+            measured_runs: dict[tuple[str, int], list[dict]] = {cell: [] for cell in cells}
+            for repeat in range(args.repeats):
+                for kind, peers in cells:
+                    bootstrap = None
+                    if peers > 1:
+                        bootstrap = hivemind.DHT(host_maddrs=[LOOPBACK], start=True)
+                    job = Job(
+                        kind=kind,
+                        width=width,
+                        batch_size=args.batch_size,
+                        batches=batches,
+                        warmup_steps=warmup,
+                        global_steps=global_steps,
+                        peers=peers,
+                        initial_peers=[str(a) for a in bootstrap.get_visible_maddrs()] if bootstrap else [],
+                        run_id=f"ladder-{time.monotonic_ns()}",
+                        matchmaking_time=args.matchmaking_time,
+                    )
+                    try:
+                        result = run_job(job, timeout=120 + 20 * (warmup + global_steps) * max(epoch_s, 1))
+                    except Exception as e:  # one failed run must not lose the rest of the ladder
+                        print(f"  repeat {repeat + 1} {kind:<9} {peers} peer(s): FAILED {e}", flush=True)
+                        continue
+                    finally:
+                        if bootstrap is not None:
+                            bootstrap.shutdown()
+                    result["repeat"] = repeat
+                    measured_runs[(kind, peers)].append(result)
+                    lat = result.get("latency")
+                    lat_text = f", step latency median {statistics.median(lat) * 1000:.0f} ms" if lat else ""
+                    print(
+                        f"  repeat {repeat + 1} {kind:<9} {peers} peer(s) "
+                        f"{result['samples/s']:9.1f} samples/s, {result['steps/s']:6.2f} global steps/s{lat_text}",
+                        flush=True,
+                    )
+            report(measured_runs, batches * args.batch_size)
+
+
+def paired(runs: list[dict], baseline: list[dict], key) -> float | None:
+    """The median over repeats of ``key(run, baseline run of the same repeat)``: slow drifts of a shared
+    machine's load then hit both sides of each figure alike."""
+    by_repeat = {r["repeat"]: r for r in baseline}
+    values = [key(r, by_repeat[r["repeat"]]) for r in runs if r["repeat"] in by_repeat]
+    return statistics.median(values) if values else None
+
+
+def report(runs: dict[tuple[str, int], list[dict]], target: int) -> None:
+    plain = runs.get(("lightning", 1)) or []
+    print(
+        f"  {'run':<9} {'peers':>5} {'samples/s':>10} {'÷ plain':>8} {'steps/s':>8} {'÷ plain':>8} "
+        f"{'fixed s/step':>12} {'÷ 1 peer':>9} {'latency ms: median':>19} {'max':>6}"
+    )
+    for (kind, peers), results in runs.items():
+        if not results:
+            continue
+        samples = statistics.median(r["samples/s"] for r in results)
+        steps = statistics.median(r["steps/s"] for r in results)
+        ratio = step_ratio = fixed = scaling = None
+        if peers == 1:
+            ratio = paired(results, plain, lambda r, b: r["samples/s"] / b["samples/s"])
+            step_ratio = paired(results, plain, lambda r, b: r["steps/s"] / b["steps/s"])
+            fixed = paired(results, plain, lambda r, b: 1 / r["steps/s"] - 1 / b["steps/s"])
+        else:
+            one = runs.get((kind, 1)) or []
+            scaling = paired(results, one, lambda r, b: r["samples/s"] / b["samples/s"])
+        lat = [x for r in results for x in r.get("latency", [])]
+        print(
+            f"  {kind:<9} {peers:>5} {samples:10.1f} {_fmt(ratio, 8, 3)} {steps:8.2f} {_fmt(step_ratio, 8, 3)} "
+            f"{_fmt(fixed, 12, 3)} {_fmt(scaling, 9, 2)} "
+            + (f"{statistics.median(lat) * 1000:19.0f} {max(lat) * 1000:6.0f}" if lat else ""),
+            flush=True,
+        )
+
+
+def _fmt(value: float | None, width: int, digits: int) -> str:
+    return f"{value:{width}.{digits}f}" if value is not None else " " * width
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""A peer steps as soon as the swarm reaches the target, however short its global steps (issue 14).
+
+hivemind's tracker re-reads the swarm's progress from the DHT every 0.5 s and replaces what it had counted
+locally with it. While HivemindStrategy throttled every progress report, the DHT held this peer's record from
+an earlier global step: a fetch then counted none of its samples, and the peer went on accumulating up to
+twice the target before stepping. These tests count batches, not seconds, so a slow machine cannot fail them.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+
+import lightning as L
+import pytest
+
+from tests.models import TinyRegressor, quiet_trainer, regression_data
+from volunteer.strategy import HivemindStrategy
+
+pytestmark = pytest.mark.integration
+
+BATCH = 8
+BATCHES_PER_STEP = 10
+
+
+class EpochPerBatch(L.Callback):
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.epochs.append(trainer.strategy.hivemind_optimizer.local_epoch)
+
+
+def test_lone_peer_steps_within_a_batch_of_the_target():
+    recorder = EpochPerBatch()
+    strategy = HivemindStrategy(
+        target_batch_size=BATCH * BATCHES_PER_STEP,
+        batch_size=BATCH,
+        matchmaking_time=1.0,
+        averaging_timeout=5.0,
+        host_maddrs="/ip4/127.0.0.1/tcp/0",
+        print_join_message=False,
+    )
+    # ≈ 4 ms a batch: global steps far shorter than the tracker's 0.5 s refresh, for at least 6 s, so that
+    # the tracker re-reads the DHT many times (its first re-read comes 3 s after start)
+    global_steps = 150
+    model = TinyRegressor(step_sleep=0.004)
+    trainer = quiet_trainer(strategy=strategy, max_steps=global_steps * BATCHES_PER_STEP, callbacks=[recorder])
+    started = time.monotonic()
+    trainer.fit(model, regression_data(num_samples=BATCH * BATCHES_PER_STEP * global_steps, batch_size=BATCH))
+    shutdown_included = time.monotonic() - started
+    per_step = collections.Counter(recorder.epochs)
+    full_steps = [per_step[epoch] for epoch in sorted(per_step)[1:-1]]  # the first and last are partial
+    assert len(full_steps) >= global_steps // 2, per_step
+    late = [count for count in full_steps if count > BATCHES_PER_STEP + 1]
+    assert not late, f"global steps that took more than {BATCHES_PER_STEP + 1} batches: {late}"
+    assert shutdown_included > 0
+
+
+@pytest.fixture
+def tracker():
+    import hivemind
+    from hivemind.optim.progress_tracker import ProgressTracker
+
+    dht = hivemind.DHT(host_maddrs=["/ip4/127.0.0.1/tcp/0"], start=True)
+    tracker = ProgressTracker(dht, f"latency-{time.monotonic_ns()}", target_batch_size=100, start=False)
+    yield tracker
+    dht.shutdown()
+
+
+def test_the_tracker_counts_its_own_samples_not_its_stale_record(tracker):
+    from hivemind.utils import get_dht_time
+
+    from volunteer.hivemind_patches import apply_step_patches, is_step_patched
+
+    assert apply_step_patches() and is_step_patched()
+    tracker.report_local_progress(0, 10)
+    stale = tracker.local_progress.dict()  # what the reporter thread stored a while ago
+    assert tracker.dht.store(
+        tracker.training_progress_key,
+        subkey=tracker._local_public_key,
+        value=stale,
+        expiration_time=get_dht_time() + 60,
+    )
+    for samples in (20, 30, 40):
+        tracker.report_local_progress(0, samples)
+    metadata = tracker.dht.get(tracker.training_progress_key, latest=True).value
+    progress = tracker._parse_swarm_progress_data(metadata)
+    assert progress.num_peers == 1
+    assert progress.samples_accumulated == 40, "hivemind as released counts the 10 of the stored record"
+
+
+def test_reports_that_matter_are_not_throttled(tracker):
+    from volunteer.strategy import _ThrottledEvent
+
+    event = _ThrottledEvent(60.0, tracker)
+    tracker.should_report_progress = event
+    tracker.report_local_progress(0, 10)
+    assert event.is_set(), "the first report goes out"
+    event.clear()
+    for samples in (20, 30, 40, 50, 60, 70):
+        tracker.report_local_progress(0, samples)
+        assert not event.is_set(), f"far from the target ({samples} of 100): throttled"
+    tracker.report_local_progress(0, 80)
+    assert event.is_set(), "within two batches of the target: at once"
+    event.clear()
+    with tracker.pause_updates():
+        tracker.update_epoch(1)
+    assert event.is_set(), "the first report of a new global step: at once"
+    event.clear()
+    tracker.report_local_progress(1, 10)
+    assert not event.is_set()
+    tracker.shutdown_triggered.set()
+    event.set()
+    assert event.is_set(), "the tracker's wake-up at shutdown goes through"
+
+
+def test_a_lone_peer_schedules_no_averaging_round(monkeypatch):
+    """Scheduling is a blocking round trip to the averager process, then cancelled at the step: pure cost."""
+    from hivemind.optim.grad_averager import GradientAverager
+
+    scheduled = []
+    original = GradientAverager.schedule_step
+
+    def schedule_step(self, *args, **kwargs):
+        scheduled.append(time.monotonic())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GradientAverager, "schedule_step", schedule_step)
+    recorder = EpochPerBatch()
+    strategy = HivemindStrategy(
+        target_batch_size=BATCH * 4,
+        batch_size=BATCH,
+        matchmaking_time=1.0,
+        averaging_timeout=5.0,
+        host_maddrs="/ip4/127.0.0.1/tcp/0",
+        print_join_message=False,
+    )
+    trainer = quiet_trainer(strategy=strategy, max_steps=4 * 12, callbacks=[recorder])
+    trainer.fit(TinyRegressor(), regression_data(batch_size=BATCH))
+    assert recorder.epochs[-1] >= 10
+    assert not scheduled, f"{len(scheduled)} averaging rounds scheduled for a lone peer"

@@ -540,8 +540,13 @@ class HivemindStrategy(Strategy):
         if self.keep_swarm and self._keeper is None:
             from volunteer.swarmkeeper import SwarmKeeper
 
+            tracker = opt.tracker
             self._keeper = SwarmKeeper(
-                self._dht, self.initial_peers, on_event=self._swarm_event, **self.swarm_keeper_opts
+                self._dht,
+                self.initial_peers,
+                on_event=self._swarm_event,
+                others_active=lambda: tracker.global_progress.num_peers >= 2,
+                **self.swarm_keeper_opts,
             ).start()
         self._schedulers = []
         for config in self.lr_scheduler_configs:

@@ -19,11 +19,13 @@ incoming request too), and a lookup of our own id then refills the table from it
 are tried again with exponential back-off, up to ``max_backoff`` seconds, so a healed link is used within that
 time, and a dead peer costs one failed dial per ``max_backoff``.
 
-While the routing table is empty although other peers are known, the peer is *isolated*: the strategy does
-not take global steps alone then (they would move its parameters away from the swarm's, and on its return
-the swarm would load them, as the peer with the highest epoch), counts what it computes as local-only, and
-the client shows ``reconnecting``. After ``isolation_hold`` seconds without any answer, it gives up waiting
-and trains alone (a swarm that is really gone), still trying to reach the others.
+While the routing table is empty although other peers are known, the peer is *isolated* and the client shows
+``reconnecting``. If the others are out of reach (a dial or ping hangs until the timeout, as across a
+partition; a peer that refuses at once is gone) and hivemind's tracker still counts them, the strategy
+also holds its global steps (they would move its parameters away from the swarm's, and on its return the
+swarm would load them, as the peer with the highest epoch) and counts what it computes as local-only. After
+``isolation_hold`` seconds without any answer it gives up waiting and trains alone (a swarm that is really
+gone, or a partner killed), still trying to reach the others. Peers that left cleanly are not waited for.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 5.0
 DEFAULT_MAX_BACKOFF = 20.0
-DEFAULT_ISOLATION_HOLD = 600.0
+DEFAULT_ISOLATION_HOLD = 120.0
 MAX_REMEMBERED = 256
 
 
@@ -90,6 +92,9 @@ class SwarmKeeper:
         max_backoff: Longest wait, in seconds, before dialling an unanswering peer again.
         isolation_hold: Seconds an isolated peer holds back its global steps before training alone.
         on_event: ``callable(kind, message)`` for ``reconnecting`` / ``recovered`` / ``alone``.
+        others_active: ``callable() -> bool``: whether other peers reported progress recently without saying
+            goodbye (hivemind's tracker sees ``num_peers >= 2``). Checked when the peer finds itself isolated:
+            peers that left cleanly are not waited for; peers cut off or killed are, up to ``isolation_hold``.
     """
 
     def __init__(
@@ -101,12 +106,15 @@ class SwarmKeeper:
         max_backoff: float = DEFAULT_MAX_BACKOFF,
         isolation_hold: float = DEFAULT_ISOLATION_HOLD,
         on_event: Any = None,
+        others_active: Any = None,
     ) -> None:
         self.dht = dht
         self.interval = interval
         self.max_backoff = max_backoff
         self.isolation_hold = isolation_hold
         self.on_event = on_event
+        self.others_active = others_active
+        self._hold_from: float | None = None
         self.own_id = str(dht.peer_id)
         self.known: dict[str, _Known] = {}
         now = time.monotonic()
@@ -165,9 +173,10 @@ class SwarmKeeper:
 
         missing = {p: e for p, e in self.known.items() if p not in table and e.addresses and e.next_try <= now}
         back: list[str] = []
+        unreachable: list[str] = []
         if missing:
             targets = {p: e.addresses for p, e in missing.items()}
-            back = self.dht.run_coroutine(functools.partial(_rejoin, targets, max(1.0, self.interval)))
+            back, unreachable = self.dht.run_coroutine(functools.partial(_rejoin, targets, max(1.0, self.interval)))
             now = time.monotonic()
             for peer, entry in missing.items():
                 if peer in back:
@@ -176,23 +185,31 @@ class SwarmKeeper:
                     entry.failures += 1
                     entry.next_try = now + min(self.max_backoff, self.interval * 2 ** (entry.failures - 1))
             self._rejoined += len(back)
-        self._update_state(len(table) + len([p for p in back if p not in table]), now)
+        self._update_state(len(table) + len([p for p in back if p not in table]), now, bool(unreachable))
         return self.state
 
-    def _update_state(self, routing_peers: int, now: float) -> None:
+    def _update_state(self, routing_peers: int, now: float, unreachable: bool = False) -> None:
         isolated = routing_peers == 0 and bool(self.known)
         was_isolated = self._isolated_since is not None
         if isolated and not was_isolated:
             self._isolated_since = now
+            # a peer that refuses the connection at once is gone (left, or killed on a live host); one whose
+            # dial or ping hangs until the timeout is out of reach: a partition, worth waiting for
+            others_active = unreachable
+            if others_active and self.others_active is not None:
+                with contextlib.suppress(Exception):
+                    others_active = bool(self.others_active())
+            self._hold_from = now if others_active else None
+            meanwhile = "holding global steps meanwhile" if others_active else "they are gone: training alone meanwhile"
             self._emit(
                 "reconnecting",
                 f"lost contact with all {len(self.known)} known peer(s); dialling them again every "
-                f"{self.interval:.0f}-{self.max_backoff:.0f} s, holding global steps meanwhile",
+                f"{self.interval:.0f}-{self.max_backoff:.0f} s, {meanwhile}",
             )
         elif not isolated and was_isolated:
             self._emit("recovered", f"back in the swarm after {now - self._isolated_since:.0f} s alone")
-            self._isolated_since = None
-        holding = isolated and now - (self._isolated_since or now) < self.isolation_hold
+            self._isolated_since = self._hold_from = None
+        holding = isolated and self._hold_from is not None and now - self._hold_from < self.isolation_hold
         if isolated and self.state.holding and not holding:
             self._emit("alone", f"no known peer answered for {self.isolation_hold:.0f} s: training alone")
         reason = ""
@@ -230,15 +247,29 @@ async def _probe(dht: Any, node: Any) -> tuple[list[str], dict[str, list[str]]]:
     return table, addresses
 
 
-async def _rejoin(targets: dict[str, list[str]], timeout: float, dht: Any, node: Any) -> list[str]:
-    """Dial and ping every target; on any answer, look up our own id to refill the routing table."""
+async def _rejoin(targets: dict[str, list[str]], timeout: float, dht: Any, node: Any) -> tuple[list[str], list[str]]:
+    """Dial and ping every target; on any answer, look up our own id to refill the routing table.
+
+    Returns the peers that answered, and those that did not answer within ``timeout`` (out of reach, as
+    opposed to refusing at once: gone).
+    """
     from hivemind.p2p import PeerID
     from hivemind.utils.multiaddr import Multiaddr
 
     client = getattr(node.p2p, "_client", None)
 
+    slow: list[str] = []
+
     async def one(peer_b58: str, addresses: list[str]) -> str | None:
         peer = PeerID.from_base58(peer_b58)
+        started = time.monotonic()
+        try:
+            return await attempt(peer, peer_b58, addresses)
+        finally:
+            if time.monotonic() - started >= 0.8 * timeout:
+                slow.append(peer_b58)
+
+    async def attempt(peer: Any, peer_b58: str, addresses: list[str]) -> str | None:
         if client is not None and addresses:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.connect(peer, [Multiaddr(a) for a in addresses]), timeout)
@@ -252,4 +283,4 @@ async def _rejoin(targets: dict[str, list[str]], timeout: float, dht: Any, node:
     if back:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(node.find_nearest_nodes([node.node_id]), timeout * 2)
-    return back
+    return back, [p for p in slow if p not in back]

@@ -20,10 +20,10 @@ are tried again with exponential back-off, up to ``max_backoff`` seconds, so a h
 time, and a dead peer costs one failed dial per ``max_backoff``.
 
 While the routing table is empty although other peers are known, the peer is *isolated* and the client shows
-``reconnecting``. If the others are out of reach (a dial or ping hangs until the timeout, as across a
-partition; a peer that refuses at once is gone) and hivemind's tracker still counts them, the strategy
-also holds its global steps (they would move its parameters away from the swarm's, and on its return the
-swarm would load them, as the peer with the highest epoch) and counts what it computes as local-only. After
+``reconnecting``. If hivemind's tracker still counts the others (they did not say goodbye: cut off, or
+killed; nothing seen from here tells these apart), the strategy also holds its global steps (they would
+move its parameters away from the swarm's, and on its return the swarm would load them, as the peer with
+the highest epoch) and counts what it computes as local-only. After
 ``isolation_hold`` seconds without any answer it gives up waiting and trains alone (a swarm that is really
 gone, or a partner killed), still trying to reach the others. Peers that left cleanly are not waited for.
 """
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL = 5.0
 DEFAULT_MAX_BACKOFF = 20.0
-DEFAULT_ISOLATION_HOLD = 120.0
+DEFAULT_ISOLATION_HOLD = 60.0
 MAX_REMEMBERED = 256
 
 
@@ -128,6 +128,8 @@ class SwarmKeeper:
         self._thread: threading.Thread | None = None
         self._isolated_since: float | None = None
         self._rejoined = 0
+        self.unreachable: list[str] = []
+        """Peers whose last dial or ping hung until the timeout (rather than failing at once)."""
 
     # -- life cycle ----------------------------------------------------------------------------------------
 
@@ -185,18 +187,19 @@ class SwarmKeeper:
                     entry.failures += 1
                     entry.next_try = now + min(self.max_backoff, self.interval * 2 ** (entry.failures - 1))
             self._rejoined += len(back)
-        self._update_state(len(table) + len([p for p in back if p not in table]), now, bool(unreachable))
+        self._update_state(len(table) + len([p for p in back if p not in table]), now)
+        self.unreachable = unreachable
         return self.state
 
-    def _update_state(self, routing_peers: int, now: float, unreachable: bool = False) -> None:
+    def _update_state(self, routing_peers: int, now: float) -> None:
         isolated = routing_peers == 0 and bool(self.known)
         was_isolated = self._isolated_since is not None
         if isolated and not was_isolated:
             self._isolated_since = now
-            # a peer that refuses the connection at once is gone (left, or killed on a live host); one whose
-            # dial or ping hangs until the timeout is out of reach: a partition, worth waiting for
-            others_active = unreachable
-            if others_active and self.others_active is not None:
+            # peers that said goodbye are not waited for; peers cut off or killed still count in hivemind's
+            # tracker for about a minute (it cannot tell these two apart, and neither can a failed dial)
+            others_active = True
+            if self.others_active is not None:
                 with contextlib.suppress(Exception):
                     others_active = bool(self.others_active())
             self._hold_from = now if others_active else None

@@ -55,7 +55,9 @@ def test_partitioned_peers_come_back_whole(swarm):
     time.sleep(max(0.0, PARTITION - (time.monotonic() - cut_at)))
     swarm.net.link_up(c.host)
     healed = {v.name: v.status() for v in vols}
-    assert healed["c"]["swarm_samples"] == alone["swarm_samples"], "credited as swarm work while cut off"
+    # the one round in flight at the cut may end late (a partial all-reduce with the others): at most one step
+    assert healed["c"]["swarm_samples"] - cut["c"]["swarm_samples"] <= TARGET, "credited as swarm work while cut off"
+    assert healed["c"]["swarm_samples"] - alone["swarm_samples"] <= TARGET
     assert healed["c"]["local_epoch"] <= alone["local_epoch"], "stepped alone while cut off"
     swarm.wait_joint_step(vols, healed, REJOIN)
     kinds = [e["kind"] for e in c.events()]

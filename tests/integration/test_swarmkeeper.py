@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import hivemind
 import pytest
 
@@ -52,32 +50,31 @@ def test_peers_that_forgot_each_other_meet_again(two_dhts):
     assert events == []  # never isolated: found again within the same check
 
 
-def test_isolation_from_peers_that_are_gone_is_reported_but_not_waited_for(two_dhts):
+def test_isolation_is_reported_and_held_then_released(two_dhts):
     a, b = two_dhts
     events: list[str] = []
-    keeper = SwarmKeeper(b, interval=0.5, isolation_hold=3600, on_event=lambda kind, message: events.append(kind))
-    keeper.check()
-    a.shutdown()  # its port now refuses connections: gone, not out of reach
-    b.run_coroutine(_forget_everyone)
-    state = keeper.check()
-    assert state.isolated and not state.holding and state.known_peers == 1
-    assert events == ["reconnecting"]
-    assert "training alone" in state.reason
-
-
-def test_isolation_from_peers_out_of_reach_holds_steps_then_gives_up(two_dhts):
-    a, b = two_dhts
-    events: list[str] = []
-    keeper = SwarmKeeper(b, interval=1.0, isolation_hold=3600, on_event=lambda kind, message: events.append(kind))
+    keeper = SwarmKeeper(b, interval=0.5, isolation_hold=3600, others_active=lambda: True)
+    keeper.on_event = lambda kind, message: events.append(kind)
     keeper.check()
     a.shutdown()
     b.run_coroutine(_forget_everyone)
-    keeper._update_state(0, time.monotonic(), unreachable=True)  # what a dial that hangs (a partition) reports
-    assert keeper.state.isolated and keeper.state.holding and "reconnecting" in keeper.state.reason
+    state = keeper.check()
+    assert state.isolated and state.holding and state.known_peers == 1
+    assert events == ["reconnecting"] and "reconnecting" in state.reason
     keeper.isolation_hold = 0  # after isolation_hold the peer gives up waiting and trains alone (still dialling)
-    keeper._update_state(0, time.monotonic(), unreachable=True)
-    assert keeper.state.isolated and not keeper.state.holding
+    state = keeper.check()
+    assert state.isolated and not state.holding and "training alone" in state.reason
     assert events == ["reconnecting", "alone"]
+
+
+def test_peers_that_said_goodbye_are_not_waited_for(two_dhts):
+    a, b = two_dhts
+    keeper = SwarmKeeper(b, interval=0.5, isolation_hold=3600, others_active=lambda: False)
+    keeper.check()
+    a.shutdown()
+    b.run_coroutine(_forget_everyone)
+    state = keeper.check()
+    assert state.isolated and not state.holding
 
 
 def test_initial_peers_count_as_known(two_dhts):

@@ -37,7 +37,8 @@ SECTIONS: tuple[Section, ...] = (
                 "State",
                 "training (green): computing and contributing; syncing, connecting, downloading (blue): "
                 "getting the swarm's latest model state, joining the swarm, fetching the project; "
-                "reconnecting (yellow): lost contact with the swarm and trying again; waiting for "
+                "reconnecting (yellow): lost contact with the swarm (could not join it, or cut off from "
+                "every known peer while training) and trying again; waiting for "
                 "consent (yellow): the project's code runs only once you trust it; starting, paused, "
                 "stopping, stopped (grey); failed (red): the session stopped on an error; disconnected "
                 "(purple): this screen cannot reach the session, so the figures are the last ones it saw.",

@@ -55,6 +55,8 @@ class Reporter(L.Callback):
         peers = len(strategy.initial_peers)
         how = f"joined through {peers} initial peer(s)" if peers else "started a new swarm"
         self.worker.emit(kind="joined", peer_id=str(strategy.dht.peer_id), addresses=addresses)
+        # lost and found again (volunteer.swarmkeeper): "reconnecting", "recovered", "alone" events
+        strategy.swarm_event_handler = self.worker.event
         self.worker.event("joined", f"peer {strategy.dht.peer_id} {how}; reachable at {' '.join(addresses)}")
         spec = self.worker.spec
         self._leaderboard = LeaderboardPublisher(
@@ -162,6 +164,7 @@ class Reporter(L.Callback):
         strategy = self.strategy
         progress = strategy.progress()
         transfer = strategy.transfer()
+        keeper = getattr(strategy, "swarm_keeper", None)
         with self._lock:
             message = dict(
                 kind="stats",
@@ -178,6 +181,7 @@ class Reporter(L.Callback):
                 learning_rate=self.lr,
                 progress=dataclasses.asdict(progress) if progress is not None else None,
                 transfer=dataclasses.asdict(transfer) if transfer is not None else None,
+                isolated=bool(keeper is not None and keeper.state.isolated),
                 leaderboard=[dataclasses.asdict(e) for e in self._leaderboard.entries] if self._leaderboard else [],
                 leaderboard_dropped=self._leaderboard.dropped if self._leaderboard else 0,
             )

@@ -482,6 +482,8 @@ class Session:
             state = State.STOPPING
         elif self._reconnecting and state == State.CONNECTING:
             state = State.RECONNECTING
+        elif m.get("isolated") and state == State.TRAINING:
+            state = State.RECONNECTING  # cut off from every known peer while training (volunteer.swarmkeeper)
         self._publish(
             state=state,
             session_samples=session.samples,

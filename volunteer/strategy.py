@@ -115,6 +115,10 @@ class HivemindStrategy(Strategy):
             model a third of its throughput; peers read progress every 0.5 s or more anyway. The first report
             of a global step and every report within two batches of the target go out at once, so that no
             peer waits for them. 0 publishes after every step.
+        keep_swarm: While training, find the other peers again after a partition or a dead bootstrap
+            (``volunteer.swarmkeeper``): dial every peer ever seen, and hold global steps while cut off.
+        swarm_keeper_opts: Keyword arguments for :class:`volunteer.swarmkeeper.SwarmKeeper` (``interval``,
+            ``max_backoff``, ``isolation_hold``).
         **optimizer_kwargs: Further keyword arguments for ``hivemind.Optimizer``.
 
     Raises:
@@ -159,6 +163,8 @@ class HivemindStrategy(Strategy):
         tracker_opts: dict[str, Any] | None = None,
         print_join_message: bool = True,
         progress_report_interval: float = 0.5,
+        keep_swarm: bool = True,
+        swarm_keeper_opts: dict[str, Any] | None = None,
         **optimizer_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -265,6 +271,13 @@ class HivemindStrategy(Strategy):
         self._pending_samples = 0
         self._swarm_samples = 0
         self._local_only_samples = 0
+        self.keep_swarm = keep_swarm
+        self.swarm_keeper_opts = dict(swarm_keeper_opts or {})
+        self.swarm_event_handler: Callable[[str, str], None] | None = None
+        """Called with ``(kind, message)`` when this peer loses or finds the swarm again."""
+        self._keeper: Any = None
+        self._grad_rounds: dict[int, Any] = {}  # local epoch -> the gradient-averaging round begun at it
+        self._judging: list[tuple[Any, int]] = []  # (round, samples) whose outcome is not known yet
 
     # -- properties ---------------------------------------------------------------------------------------
 
@@ -286,6 +299,11 @@ class HivemindStrategy(Strategy):
         return max(1, self._opt.tracker.global_progress.num_peers)
 
     @property
+    def swarm_keeper(self) -> Any:
+        """The :class:`~volunteer.swarmkeeper.SwarmKeeper` while training runs (``None`` if ``keep_swarm=False``)."""
+        return self._keeper
+
+    @property
     def samples_contributed(self) -> int:
         """Samples this peer has computed gradients for since training began."""
         return self._samples_contributed
@@ -302,8 +320,8 @@ class HivemindStrategy(Strategy):
 
     @property
     def pending_samples(self) -> int:
-        """Samples accumulated toward the next global step."""
-        return self._pending_samples
+        """Samples accumulated toward the next global step (or in a step whose averaging has not ended)."""
+        return self._pending_samples + sum(samples for _, samples in self._judging)
 
     @property
     @override
@@ -521,6 +539,7 @@ class HivemindStrategy(Strategy):
         )
         self._opt = opt
         meter_state_loads(opt, self._transfers)
+        self._watch_gradient_rounds(opt)
         if self.progress_report_interval > 0:
             tracker = opt.tracker
             waiting_on = tracker.should_report_progress
@@ -530,6 +549,17 @@ class HivemindStrategy(Strategy):
             opt.load_state_dict(self._resumed_optimizer_state)
             self._resumed_optimizer_state = None
         opt.load_state_from_peers()
+        if self.keep_swarm and self._keeper is None:
+            from volunteer.swarmkeeper import SwarmKeeper
+
+            tracker = opt.tracker
+            self._keeper = SwarmKeeper(
+                self._dht,
+                self.initial_peers,
+                on_event=self._swarm_event,
+                others_active=lambda: tracker.global_progress.num_peers >= 2,
+                **self.swarm_keeper_opts,
+            ).start()
         self._schedulers = []
         for config in self.lr_scheduler_configs:
             wrapper = _GlobalStepScheduler(config.scheduler, opt)
@@ -560,23 +590,82 @@ class HivemindStrategy(Strategy):
         if not isinstance(optimizer, hivemind.Optimizer):
             return super().optimizer_step(optimizer, closure, model, **kwargs)
         kwargs.setdefault("batch_size", self._step_batch_size)
+        self._settle_rounds()
+        if self._keeper is not None and self._keeper.holding:
+            return self._step_while_cut_off(optimizer, closure, model, kwargs["batch_size"])
         before = optimizer.local_epoch
         synchronized = optimizer.is_synchronized_with_peers()
-        with_others = optimizer.tracker.global_progress.num_peers >= 2
         output = super().optimizer_step(optimizer, closure, model, **kwargs)
         self._samples_contributed += kwargs["batch_size"]
         self._pending_samples += kwargs["batch_size"]
         after = optimizer.local_epoch
         if after != before:
-            # one step forward from an in-sync state is a global step we took part in; anything else
-            # (a jump after loading state from peers) discarded the samples we had accumulated
-            if synchronized and after == before + 1 and with_others:
-                self._swarm_samples += self._pending_samples
+            # one step forward from an in-sync state, whose gradients were averaged with others, is a global
+            # step we took part in; anything else (stepping alone, a jump after loading state from peers)
+            # left the samples we had accumulated out of the swarm's model
+            if synchronized and after == before + 1:
+                self._judging.append((self._grad_rounds.pop(before, None), self._pending_samples))
             else:
                 self._local_only_samples += self._pending_samples
             self._pending_samples = 0
+            self._grad_rounds = {e: r for e, r in self._grad_rounds.items() if e >= after}
+            self._settle_rounds()
             self._sync_schedulers()
         return output
+
+    def _watch_gradient_rounds(self, opt: hivemind.Optimizer) -> None:
+        """Remember each gradient-averaging round hivemind begins, to credit its samples by its outcome."""
+        averager = getattr(opt, "grad_averager", None)
+        if averager is None:
+            return
+        begin = averager.step
+
+        def step(*args: Any, **kwargs: Any) -> Any:
+            control = begin(*args, **kwargs)
+            if control is not None and not kwargs.get("wait", True):
+                self._grad_rounds[opt.local_epoch] = control
+            return control
+
+        averager.step = step
+
+    def _settle_rounds(self) -> None:
+        """Credit the samples of global steps whose averaging has ended: swarm if with others, else local-only."""
+        waiting = []
+        for control, samples in self._judging:
+            verdict = _averaged_with_others(control)
+            if verdict is None:
+                waiting.append((control, samples))
+            elif verdict:
+                self._swarm_samples += samples
+            else:
+                self._local_only_samples += samples
+        self._judging = waiting
+
+    def _step_while_cut_off(self, optimizer: Any, closure: Callable[[], Any], model: Any, batch_size: int) -> Any:
+        """Cut off from every known peer: compute the batch (for its loss) but take no global step alone.
+
+        A peer stepping alone moves its parameters (and epoch) away from the swarm's; back in the swarm, the
+        others would load its state as the most advanced one. Held back, it stays behind and loads theirs.
+        """
+        output = closure()
+        self._drop_grads()
+        self._samples_contributed += batch_size
+        self._local_only_samples += batch_size
+        return output
+
+    def _drop_grads(self) -> None:
+        module = self.lightning_module
+        for param in module.parameters() if module is not None else ():
+            if param.grad is not None:
+                if self.reuse_grad_buffers:  # hivemind accumulates in these very buffers: keep them
+                    param.grad.zero_()
+                else:
+                    param.grad = None
+
+    def _swarm_event(self, kind: str, message: str) -> None:
+        handler = self.swarm_event_handler
+        if handler is not None:
+            handler(kind, message)
 
     # -- checkpoints ---------------------------------------------------------------------------------------
 
@@ -628,6 +717,9 @@ class HivemindStrategy(Strategy):
 
     def shutdown_hivemind(self) -> None:
         """Leave the swarm: stop the optimizer's averagers, then the DHT (unless it was passed in)."""
+        if self._keeper is not None:
+            keeper, self._keeper = self._keeper, None
+            keeper.stop()
         if self._opt is not None:
             opt, self._opt = self._opt, None
             try:
@@ -772,6 +864,18 @@ def _check_positive_int(name: str, value: Any) -> None:
             f"{name} must be a positive integer, got {value!r}",
             f"pass {name}= a whole number of samples greater than 0",
         )
+
+
+def _averaged_with_others(control: Any) -> bool | None:
+    """Whether a gradient-averaging round ended in a group with another peer; None while it runs."""
+    if control is None:
+        return False
+    if not control.done():
+        return None
+    if control.cancelled() or control.exception() is not None:
+        return False
+    group = control.result()
+    return group is not None and len(group) >= 2
 
 
 def _is_loopback(address: str) -> bool:

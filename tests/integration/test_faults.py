@@ -1,0 +1,91 @@
+"""Faults as they happen on the internet, on separate hosts: partitions that heal, a dead bootstrap.
+
+Three headless volunteers of the tiny project, each in a network namespace of its own on one bridge
+(``tests/support/netns.py``). The invariant after every fault: the live peers that can reach each other
+are one swarm again within a bounded time: each sees the others, and each gains *swarm* credit at global
+steps within one of each other. A reduced version of ``benchmarks/failover.py``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.support.netns import Network, leftover_namespaces, unavailable_reason
+from tests.support.swarm import Swarm, wait_until
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+_reason = unavailable_reason()
+if _reason:
+    pytestmark.append(pytest.mark.skip(reason=f"network namespaces unavailable: {_reason}"))
+
+PARTITION = 30.0
+"""Seconds a link stays down: long enough for every DHT request across it to fail."""
+SETTLED = 25.0
+"""Seconds into a cut by which an averaging round begun before it has ended (15 s timeout, 3.5 s matchmaking)."""
+TARGET = 512
+"""The tiny project's target_batch_size."""
+REJOIN = 60.0
+"""The target: a healed peer is back in the swarm this long after its link returns."""
+
+
+@pytest.fixture
+def swarm(tmp_path):
+    with Network() as net, Swarm(net, tmp_path) as swarm:
+        yield swarm
+    assert not [n for n in leftover_namespaces() if n.startswith(f"faults-{net.tag}-")]
+
+
+@pytest.mark.timeout(600)
+def test_partitioned_peers_come_back_whole(swarm):
+    a, b, c = swarm.start_swarm("abc")
+    vols = [a, b, c]
+
+    # a joiner's link goes down: the other two keep stepping together; the cut-off one says it is alone,
+    # takes no global step alone and gains no swarm credit once its last round in flight has ended
+    cut = {v.name: v.status() for v in vols}
+    swarm.net.link_down(c.host)
+    cut_at = time.monotonic()
+    swarm.wait_joint_step([a, b], cut, PARTITION * 3)
+    wait_until(lambda: (c.status() or {}).get("state") == "reconnecting", PARTITION, "c to say it is alone", vols)
+    time.sleep(max(0.0, SETTLED - (time.monotonic() - cut_at)))
+    alone = c.status()
+    time.sleep(max(0.0, PARTITION - (time.monotonic() - cut_at)))
+    swarm.net.link_up(c.host)
+    healed = {v.name: v.status() for v in vols}
+    # the one round in flight at the cut may end late (a partial all-reduce with the others): at most one step
+    assert healed["c"]["swarm_samples"] - cut["c"]["swarm_samples"] <= TARGET, "credited as swarm work while cut off"
+    assert healed["c"]["swarm_samples"] - alone["swarm_samples"] <= TARGET
+    assert healed["c"]["local_epoch"] <= alone["local_epoch"], "stepped alone while cut off"
+    swarm.wait_joint_step(vols, healed, REJOIN)
+    kinds = [e["kind"] for e in c.events()]
+    assert "reconnecting" in kinds and "recovered" in kinds, kinds
+
+    # the bootstrap itself goes away and comes back: nobody may end up alone
+    swarm.net.partition(a.host, PARTITION)
+    healed = {v.name: v.status() for v in vols}
+    swarm.wait_joint_step(vols, healed, REJOIN)
+
+    for v in vols:
+        s = v.status()
+        assert s["num_peers"] >= 3, (v.name, s["num_peers"])
+        # every sample is counted once: swarm + local-only, and the rest toward the next global step
+        judged = s["swarm_samples"] + s["local_only_samples"]
+        assert judged <= s["total_samples"] <= judged + 2 * TARGET, (v.name, s)
+        ledger = v.ledger()
+        assert ledger["swarm_samples"] <= s["swarm_samples"] and ledger["samples"] <= s["total_samples"]
+
+
+@pytest.mark.timeout(420)
+def test_survivors_of_a_killed_bootstrap_stay_one_swarm(swarm):
+    a, b, c = swarm.start_swarm("abc")
+    # kill mid-accumulation: some samples accumulated toward the next global step
+    wait_until(lambda: (b.status() or {}).get("samples_accumulated", 0) > 0, 60, "accumulation", [a, b, c])
+    before = {v.name: v.status() for v in (b, c)}
+    a.kill()
+    swarm.wait_joint_step([b, c], before, 90)
+    # and they stay together: a second joint step, both seeing exactly each other
+    again = {v.name: v.status() for v in (b, c)}
+    swarm.wait_joint_step([b, c], again, 60)

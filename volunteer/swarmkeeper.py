@@ -1,0 +1,289 @@
+"""Keep a peer in its swarm: find the others again after a partition, a dead bootstrap or a lost link.
+
+**Why this exists.** hivemind 1.1.12 forgets a DHT peer on its first failed request
+(``DHTProtocol.update_routing_table(..., responded=False)`` in ``hivemind/dht/protocol.py`` deletes it from
+the routing table), its periodic routing-table refresh is off by default (``DHTNode(refresh_timeout=None)``),
+and a ``DHTNode`` contacts its initial peers only once, at start. Every lookup the progress tracker and the
+averagers make goes to the peers in that table. So when a link is down for a few seconds, a peer and the
+rest of the swarm forget each other within a few requests, and nothing ever asks them to meet again: after
+the link returns, both sides keep training alone for good (each sees ``num_peers`` 1, takes global steps
+alone). The same happens without any partition when the two survivors of a dead bootstrap each time out
+once on the other (3 s ``wait_timeout`` on a loaded machine): their tables hold nobody, and nobody else knows
+them. ``tests/integration/test_faults.py`` reproduces both on separate hosts (network namespaces).
+
+**What it does.** A thread in the training process asks the DHT process, every ``interval`` seconds, which
+peers its routing table holds and at which addresses libp2p knows them, and remembers every peer it has ever
+seen (plus the initial peers it was given). Any remembered peer missing from the table is dialled at its
+last known addresses and pinged; an answer puts it back in both tables (hivemind adds the sender of every
+incoming request too), and a lookup of our own id then refills the table from it. Peers that do not answer
+are tried again with exponential back-off, up to ``max_backoff`` seconds, so a healed link is used within that
+time, and a dead peer costs one failed dial per ``max_backoff``.
+
+While the routing table is empty although other peers are known, the peer is *isolated* and the client shows
+``reconnecting``. If hivemind's tracker still counts the others (they did not say goodbye: cut off, or
+killed; nothing seen from here tells these apart), the strategy also holds its global steps (they would
+move its parameters away from the swarm's, and on its return the swarm would load them, as the peer with
+the highest epoch) and counts what it computes as local-only. After
+``isolation_hold`` seconds without any answer it gives up waiting and trains alone (a swarm that is really
+gone, or a partner killed), still trying to reach the others. Peers that left cleanly are not waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INTERVAL = 5.0
+DEFAULT_MAX_BACKOFF = 20.0
+DEFAULT_ISOLATION_HOLD = 60.0
+MAX_REMEMBERED = 256
+
+
+@dataclass
+class _Known:
+    addresses: list[str]
+    last_seen: float
+    failures: int = 0
+    next_try: float = 0.0
+
+
+@dataclass(frozen=True)
+class KeeperState:
+    """What the keeper knows now (immutable; read it from any thread)."""
+
+    routing_peers: int = 0
+    """Peers in this peer's DHT routing table."""
+    known_peers: int = 0
+    """Other peers ever seen or given as initial peers."""
+    isolated: bool = False
+    """No peer in the routing table, although others are known: cut off from the swarm."""
+    holding: bool = False
+    """Isolated and still within ``isolation_hold``: global steps are held back."""
+    isolated_since: float | None = None
+    rejoined: int = 0
+    """Peers found again by dialling them (since start)."""
+    reason: str = ""
+    events: tuple[tuple[str, str], ...] = field(default=())
+
+
+def _strip_peer_id(address: str) -> tuple[str, str] | None:
+    parts = address.rstrip("/").split("/")
+    if len(parts) >= 3 and parts[-2] in ("p2p", "ipfs"):
+        return parts[-1], "/".join(parts[:-2])
+    return None
+
+
+class SwarmKeeper:
+    """Re-bootstrap ``dht`` from every peer ever seen while training runs; detect isolation.
+
+    Args:
+        dht: A started ``hivemind.DHT`` (its coroutines run in the DHT's own process).
+        initial_peers: Multiaddresses (with ``/p2p/<id>``) this peer was started with, also tried again.
+        interval: Seconds between two looks at the routing table.
+        max_backoff: Longest wait, in seconds, before dialling an unanswering peer again.
+        isolation_hold: Seconds an isolated peer holds back its global steps before training alone.
+        on_event: ``callable(kind, message)`` for ``reconnecting`` / ``recovered`` / ``alone``.
+        others_active: ``callable() -> bool``: whether other peers reported progress recently without saying
+            goodbye (hivemind's tracker sees ``num_peers >= 2``). Checked when the peer finds itself isolated:
+            peers that left cleanly are not waited for; peers cut off or killed are, up to ``isolation_hold``.
+    """
+
+    def __init__(
+        self,
+        dht: Any,
+        initial_peers: Sequence[str] = (),
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        max_backoff: float = DEFAULT_MAX_BACKOFF,
+        isolation_hold: float = DEFAULT_ISOLATION_HOLD,
+        on_event: Any = None,
+        others_active: Any = None,
+    ) -> None:
+        self.dht = dht
+        self.interval = interval
+        self.max_backoff = max_backoff
+        self.isolation_hold = isolation_hold
+        self.on_event = on_event
+        self.others_active = others_active
+        self._hold_from: float | None = None
+        self.own_id = str(dht.peer_id)
+        self.known: dict[str, _Known] = {}
+        now = time.monotonic()
+        for address in initial_peers:
+            split = _strip_peer_id(address)
+            if split and split[0] != self.own_id:
+                entry = self.known.setdefault(split[0], _Known([], now))
+                entry.addresses.append(split[1])
+        self.state = KeeperState(known_peers=len(self.known))
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._isolated_since: float | None = None
+        self._rejoined = 0
+        self.unreachable: list[str] = []
+        """Peers whose last dial or ping hung until the timeout (rather than failing at once)."""
+
+    # -- life cycle ----------------------------------------------------------------------------------------
+
+    def start(self) -> SwarmKeeper:
+        self._thread = threading.Thread(target=self._loop, name="volunteer-swarm-keeper", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.interval + 10)
+
+    @property
+    def holding(self) -> bool:
+        return self.state.holding
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception as e:  # the DHT is shutting down, or a transient failure: try again next time
+                log.debug("swarm keeper check failed: %r", e)
+
+    # -- one check -----------------------------------------------------------------------------------------
+
+    def check(self) -> KeeperState:
+        """Look at the routing table, dial missing peers that are due, update :attr:`state`."""
+        table, addresses = self.dht.run_coroutine(_probe)
+        now = time.monotonic()
+        table = [p for p in table if p != self.own_id]
+        for peer in table:
+            entry = self.known.get(peer)
+            fresh = addresses.get(peer) or (entry.addresses if entry else [])
+            if entry is None:
+                self.known[peer] = _Known(list(fresh), now)
+            else:
+                entry.addresses, entry.last_seen, entry.failures, entry.next_try = list(fresh), now, 0, 0.0
+        if len(self.known) > MAX_REMEMBERED:  # forget the peers seen longest ago
+            oldest = sorted(self.known, key=lambda peer: self.known[peer].last_seen)
+            for peer in oldest[: len(self.known) - MAX_REMEMBERED]:
+                del self.known[peer]
+
+        missing = {p: e for p, e in self.known.items() if p not in table and e.addresses and e.next_try <= now}
+        back: list[str] = []
+        unreachable: list[str] = []
+        if missing:
+            targets = {p: e.addresses for p, e in missing.items()}
+            back, unreachable = self.dht.run_coroutine(functools.partial(_rejoin, targets, max(1.0, self.interval)))
+            now = time.monotonic()
+            for peer, entry in missing.items():
+                if peer in back:
+                    entry.last_seen, entry.failures, entry.next_try = now, 0, 0.0
+                else:
+                    entry.failures += 1
+                    entry.next_try = now + min(self.max_backoff, self.interval * 2 ** (entry.failures - 1))
+            self._rejoined += len(back)
+        self._update_state(len(table) + len([p for p in back if p not in table]), now)
+        self.unreachable = unreachable
+        return self.state
+
+    def _update_state(self, routing_peers: int, now: float) -> None:
+        isolated = routing_peers == 0 and bool(self.known)
+        was_isolated = self._isolated_since is not None
+        if isolated and not was_isolated:
+            self._isolated_since = now
+            # peers that said goodbye are not waited for; peers cut off or killed still count in hivemind's
+            # tracker for about a minute (it cannot tell these two apart, and neither can a failed dial)
+            others_active = True
+            if self.others_active is not None:
+                with contextlib.suppress(Exception):
+                    others_active = bool(self.others_active())
+            self._hold_from = now if others_active else None
+            meanwhile = "holding global steps meanwhile" if others_active else "they are gone: training alone meanwhile"
+            self._emit(
+                "reconnecting",
+                f"lost contact with all {len(self.known)} known peer(s); dialling them again every "
+                f"{self.interval:.0f}-{self.max_backoff:.0f} s, {meanwhile}",
+            )
+        elif not isolated and was_isolated:
+            self._emit("recovered", f"back in the swarm after {now - self._isolated_since:.0f} s alone")
+            self._isolated_since = self._hold_from = None
+        holding = isolated and self._hold_from is not None and now - self._hold_from < self.isolation_hold
+        if isolated and self.state.holding and not holding:
+            self._emit("alone", f"no known peer answered for {self.isolation_hold:.0f} s: training alone")
+        reason = ""
+        if holding:
+            reason = f"cut off from all {len(self.known)} known peers; reconnecting"
+        elif isolated:
+            reason = "no known peer answers; training alone while reconnecting"
+        self.state = KeeperState(
+            routing_peers=routing_peers,
+            known_peers=len(self.known),
+            isolated=isolated,
+            holding=holding,
+            isolated_since=self._isolated_since,
+            rejoined=self._rejoined,
+            reason=reason,
+        )
+
+    def _emit(self, kind: str, message: str) -> None:
+        log.info("%s: %s", kind, message)
+        if self.on_event is not None:
+            with contextlib.suppress(Exception):
+                self.on_event(kind, message)
+
+
+# -- coroutines run inside the DHT process (module level, so they pickle by reference) ---------------------
+
+
+async def _probe(dht: Any, node: Any) -> tuple[list[str], dict[str, list[str]]]:
+    """The peer ids in the routing table, and the addresses libp2p has for connected peers."""
+    table = [str(peer) for peer in list(node.protocol.routing_table.peer_id_to_uid)]
+    addresses: dict[str, list[str]] = {}
+    with contextlib.suppress(Exception):
+        for info in await asyncio.wait_for(node.p2p.list_peers(), 5):
+            addresses[str(info.peer_id)] = [str(a) for a in info.addrs]
+    return table, addresses
+
+
+async def _rejoin(targets: dict[str, list[str]], timeout: float, dht: Any, node: Any) -> tuple[list[str], list[str]]:
+    """Dial and ping every target; on any answer, look up our own id to refill the routing table.
+
+    Returns the peers that answered, and those that did not answer within ``timeout`` (out of reach, as
+    opposed to refusing at once: gone).
+    """
+    from hivemind.p2p import PeerID
+    from hivemind.utils.multiaddr import Multiaddr
+
+    client = getattr(node.p2p, "_client", None)
+
+    slow: list[str] = []
+
+    async def one(peer_b58: str, addresses: list[str]) -> str | None:
+        peer = PeerID.from_base58(peer_b58)
+        started = time.monotonic()
+        try:
+            return await attempt(peer, peer_b58, addresses)
+        finally:
+            if time.monotonic() - started >= 0.8 * timeout:
+                slow.append(peer_b58)
+
+    async def attempt(peer: Any, peer_b58: str, addresses: list[str]) -> str | None:
+        if client is not None and addresses:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.connect(peer, [Multiaddr(a) for a in addresses]), timeout)
+        with contextlib.suppress(Exception):
+            if await asyncio.wait_for(node.protocol.call_ping(peer), timeout) is not None:
+                return peer_b58
+        return None
+
+    results = await asyncio.gather(*(one(p, a) for p, a in targets.items()))
+    back = [r for r in results if r is not None]
+    if back:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(node.find_nearest_nodes([node.node_id]), timeout * 2)
+    return back, [p for p in slow if p not in back]

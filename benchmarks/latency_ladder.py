@@ -6,12 +6,13 @@ In every cell these runs alternate, each in a fresh process on one torch thread,
 
 * ``lightning``: plain Lightning accumulating the same batches (one peer; the baseline);
 * ``strategy``: Lightning with ``HivemindStrategy``, one peer, then two peers on loopback (``--peers``);
-* ``before``: the same strategy as it was before issue 14 (every progress report throttled, the tracker
-  reading this peer's own record back from the DHT), so the fix is measured in the same invocation;
+* ``before``: the strategy as it was before issue 14 (state averaged in the foreground, every report
+  throttled, the tracker reading this peer's own record back from the DHT), so the fix is measured in the
+  same invocation;
 * ``unthrottled``: the strategy publishing its progress after every batch (``progress_report_interval=0``),
   not run unless asked for;
-* ``background``: the strategy averaging parameters in the background (``delay_state_averaging=True``, as
-  hivemind does by default and ``raw`` does), not run unless asked for;
+* ``foreground``: the strategy averaging parameters in the foreground (``delay_state_averaging=False``, its
+  default before issue 14), not run unless asked for;
 * ``raw``: a hand-written ``hivemind.Optimizer`` loop without Lightning, hivemind 1.1.12 as released apart
   from the matchmaking rate limit of ``volunteer.hivemind_patches`` (without it hivemind's matchmaking busy
   loop dominates every figure; ``benchmarks.strategy_overhead`` measures that separately).
@@ -44,7 +45,7 @@ import time
 from dataclasses import asdict, dataclass
 
 RESULT_PREFIX = "LADDER-RESULT "
-RUN_KINDS = ("lightning", "strategy", "before", "raw", "unthrottled", "background")
+RUN_KINDS = ("lightning", "strategy", "before", "raw", "unthrottled", "foreground")
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ def run_worker(job: Job) -> dict:
         averaging_timeout=30,
         print_join_message=False,
         progress_report_interval=0 if job.kind == "unthrottled" else 0.5,
-        delay_state_averaging=job.kind == "background",
+        delay_state_averaging=job.kind not in ("foreground", "before"),
     )
 
     class Stop(L.Callback):

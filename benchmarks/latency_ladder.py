@@ -23,7 +23,8 @@ it sees the other, so that both train together from the first global step.
 For each run: samples/s over the measured global steps (after a warm-up), its ratio to plain Lightning, the
 fixed cost per global step derived from the two (``target / strategy - target / lightning``, seconds), and
 the latency measured directly from timestamps around every ``hivemind.Optimizer.step``: from the call whose
-batch brought the swarm's samples for that global step to the target (summed over both peers' calls) to
+batch brought the swarm's samples for that global step to the target (from the end of the closure in which
+Lightning computes that batch, for the strategy) (summed over both peers' calls) to
 the end of the call in which this peer's optimizer stepped. Medians over repeats; for two peers the
 samples/s is the swarm's (the sum of both peers'), and the ratio is against one peer of the same run kind.
 
@@ -79,11 +80,19 @@ class StepLog:
         original = hivemind.Optimizer.step
         rows = self.rows
 
-        def step(opt, *args, batch_size=None, **kwargs):
+        def step(opt, closure=None, batch_size=None, **kwargs):
             before = opt.local_epoch
-            entered = time.time()
-            output = original(opt, *args, batch_size=batch_size, **kwargs)
-            rows.append((entered, time.time(), before, opt.local_epoch, batch_size or opt.batch_size_per_step))
+            entered = [time.time()]
+            if closure is not None:  # Lightning computes the batch inside step(): count from its end
+                inner = closure
+
+                def closure():
+                    loss = inner()
+                    entered[0] = time.time()
+                    return loss
+
+            output = original(opt, closure, batch_size=batch_size, **kwargs)
+            rows.append((entered[0], time.time(), before, opt.local_epoch, batch_size or opt.batch_size_per_step))
             return output
 
         hivemind.Optimizer.step = step

@@ -6,12 +6,13 @@ In every cell these runs alternate, each in a fresh process on one torch thread,
 
 * ``lightning``: plain Lightning accumulating the same batches (one peer; the baseline);
 * ``strategy``: Lightning with ``HivemindStrategy``, one peer, then two peers on loopback (``--peers``);
-* ``before``: the same strategy as it was before issue 14 (every progress report throttled, the tracker
-  reading this peer's own record back from the DHT), so the fix is measured in the same invocation;
+* ``before``: the strategy as it was before issue 14 (state averaged in the foreground, every report
+  throttled, the tracker reading this peer's own record back from the DHT), so the fix is measured in the
+  same invocation;
 * ``unthrottled``: the strategy publishing its progress after every batch (``progress_report_interval=0``),
   not run unless asked for;
-* ``background``: the strategy averaging parameters in the background (``delay_state_averaging=True``, as
-  hivemind does by default and ``raw`` does), not run unless asked for;
+* ``foreground``: the strategy averaging parameters in the foreground (``delay_state_averaging=False``, its
+  default before issue 14), not run unless asked for;
 * ``raw``: a hand-written ``hivemind.Optimizer`` loop without Lightning, hivemind 1.1.12 as released apart
   from the matchmaking rate limit of ``volunteer.hivemind_patches`` (without it hivemind's matchmaking busy
   loop dominates every figure; ``benchmarks.strategy_overhead`` measures that separately).
@@ -22,7 +23,8 @@ it sees the other, so that both train together from the first global step.
 For each run: samples/s over the measured global steps (after a warm-up), its ratio to plain Lightning, the
 fixed cost per global step derived from the two (``target / strategy - target / lightning``, seconds), and
 the latency measured directly from timestamps around every ``hivemind.Optimizer.step``: from the call whose
-batch brought the swarm's samples for that global step to the target (summed over both peers' calls) to
+batch brought the swarm's samples for that global step to the target (from the end of the closure in which
+Lightning computes that batch, for the strategy) (summed over both peers' calls) to
 the end of the call in which this peer's optimizer stepped. Medians over repeats; for two peers the
 samples/s is the swarm's (the sum of both peers'), and the ratio is against one peer of the same run kind.
 
@@ -44,7 +46,7 @@ import time
 from dataclasses import asdict, dataclass
 
 RESULT_PREFIX = "LADDER-RESULT "
-RUN_KINDS = ("lightning", "strategy", "before", "raw", "unthrottled", "background")
+RUN_KINDS = ("lightning", "strategy", "before", "raw", "unthrottled", "foreground")
 
 
 @dataclass(frozen=True)
@@ -78,11 +80,19 @@ class StepLog:
         original = hivemind.Optimizer.step
         rows = self.rows
 
-        def step(opt, *args, batch_size=None, **kwargs):
+        def step(opt, closure=None, batch_size=None, **kwargs):
             before = opt.local_epoch
-            entered = time.time()
-            output = original(opt, *args, batch_size=batch_size, **kwargs)
-            rows.append((entered, time.time(), before, opt.local_epoch, batch_size or opt.batch_size_per_step))
+            entered = [time.time()]
+            if closure is not None:  # Lightning computes the batch inside step(): count from its end
+                inner = closure
+
+                def closure():
+                    loss = inner()
+                    entered[0] = time.time()
+                    return loss
+
+            output = original(opt, closure, batch_size=batch_size, **kwargs)
+            rows.append((entered[0], time.time(), before, opt.local_epoch, batch_size or opt.batch_size_per_step))
             return output
 
         hivemind.Optimizer.step = step
@@ -194,7 +204,7 @@ def run_worker(job: Job) -> dict:
         averaging_timeout=30,
         print_join_message=False,
         progress_report_interval=0 if job.kind == "unthrottled" else 0.5,
-        delay_state_averaging=job.kind == "background",
+        delay_state_averaging=job.kind not in ("foreground", "before"),
     )
 
     class Stop(L.Callback):

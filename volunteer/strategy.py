@@ -99,7 +99,9 @@ class HivemindStrategy(Strategy):
             ``optimizer_zero_grad`` is disabled while training.
         delay_grad_averaging: Average gradients in the background (needs ``delay_optimizer_step``).
         delay_optimizer_step: Run the optimizer in the background (needs ``offload_optimizer``).
-        delay_state_averaging: Average parameters and optimizer state in the background.
+        delay_state_averaging: Average parameters and optimizer state in the background (hivemind's default).
+            In the foreground, each global step with other peers waits for a second matchmaking round, which
+            halved two peers' global steps per second (``benchmarks/latency_ladder.py``, issue 14).
         offload_optimizer: Keep the optimizer and its state in host memory.
         scheduler_fn: ``callable(optimizer) -> LRScheduler`` for hivemind to build and step at every global
             step. Required instead of ``configure_optimizers`` schedulers when the optimizer is offloaded or
@@ -153,7 +155,7 @@ class HivemindStrategy(Strategy):
         reuse_grad_buffers: bool = False,
         delay_grad_averaging: bool = False,
         delay_optimizer_step: bool | None = None,
-        delay_state_averaging: bool = False,
+        delay_state_averaging: bool = True,
         offload_optimizer: bool | None = None,
         scheduler_fn: Callable[[torch.optim.Optimizer], LRScheduler] | None = None,
         grad_compression: Any = None,

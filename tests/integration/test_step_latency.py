@@ -140,3 +140,11 @@ def test_a_lone_peer_schedules_no_averaging_round(monkeypatch):
     trainer.fit(TinyRegressor(), regression_data(batch_size=BATCH))
     assert recorder.epochs[-1] >= 10
     assert not scheduled, f"{len(scheduled)} averaging rounds scheduled for a lone peer"
+
+
+def test_state_is_averaged_in_the_background_by_default():
+    """In the foreground, every global step with other peers waited for a second matchmaking window: two
+    peers took half as many global steps per second (``benchmarks/latency_ladder.py``)."""
+    assert HivemindStrategy(print_join_message=False)._optimizer_kwargs["delay_state_averaging"] is True
+    explicit = HivemindStrategy(delay_state_averaging=False, print_join_message=False)
+    assert explicit._optimizer_kwargs["delay_state_averaging"] is False

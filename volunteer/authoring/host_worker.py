@@ -192,7 +192,7 @@ class _HostWorker:
             client_mode=False,
             verbose=True,
             averager_opts=dict(allow_state_sharing=True),
-            delay_state_averaging=False,  # as HivemindStrategy: the volunteers average state in the foreground
+            delay_state_averaging=False,  # the host does nothing else: it can average state in the foreground
             offload_optimizer=False,
             delay_optimizer_step=False,
             **kwargs,

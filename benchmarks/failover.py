@@ -15,7 +15,7 @@ all-reduce under way). A moment not seen within 120 s is recorded as missed and 
 Partitions: one peer's link goes down for ``--partition-seconds`` and comes back; measured from the heal to
 the next joint step of all three.
 
-    python -m benchmarks.failover --kills 10 --partitions 5          # about 30 minutes
+    python -m benchmarks.failover --kills 10 --partitions 4          # about 20 minutes (as root)
     python -m benchmarks.failover --kills 2 --partitions 1           # a quick look
 """
 
@@ -125,7 +125,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=10, help="trials per kill moment")
     parser.add_argument("--moments", default=",".join(MOMENTS), help="comma-separated kill moments")
-    parser.add_argument("--partitions", type=int, default=5, help="partition trials (bootstrap, joiner alternately)")
+    parser.add_argument("--partitions", type=int, default=4, help="partition trials (bootstrap, joiner alternately)")
     parser.add_argument("--partition-seconds", type=float, default=60.0)
     parser.add_argument("--give-up", type=float, default=120.0, help="seconds without a joint step: a split")
     parser.add_argument("--json", type=Path, help="append each trial's result to this file as a JSON line")

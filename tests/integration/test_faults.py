@@ -89,3 +89,16 @@ def test_survivors_of_a_killed_bootstrap_stay_one_swarm(swarm):
     # and they stay together: a second joint step, both seeing exactly each other
     again = {v.name: v.status() for v in (b, c)}
     swarm.wait_joint_step([b, c], again, 60)
+
+
+@pytest.mark.timeout(420)
+def test_a_volunteer_behind_nat_contributes(swarm):
+    a, b = swarm.start_swarm("ab")
+    # behind a masquerading router that drops every new inbound connection (the public peers have no route to
+    # its LAN either): it must dial out, and everything it does with the swarm rides on those connections
+    home = swarm.net.add_nat_host("c")
+    port = int(a.address().split("/tcp/")[1].split("/")[0])
+    assert home.can_reach(a.host, port), "the NATed host reaches the public peers"
+    c = swarm.start("c", peers=a.address())
+    wait_until(lambda: (c.status() or {}).get("state") == "training", 120, "the NATed peer training", [a, b, c])
+    swarm.wait_one_swarm([a, b, c], 120)

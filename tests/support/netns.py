@@ -200,6 +200,36 @@ class Network:
         _ip("-n", self.bridge_ns, "link", "set", port, "up")
         return host
 
+    def add_nat_host(self, name: str) -> Host:
+        """A "home" host behind a NAT router: it can open connections out, nothing can open one to it.
+
+        The router is a namespace ``<prefix>-<tag>-<name>gw`` with an address on the bridge and a private LAN
+        (``192.168.<k>.0/24``) to the home host; it masquerades outgoing traffic and drops every new
+        connection from the bridge side, like a home router without port forwarding.
+        """
+        router = self.add_host(f"{name}gw")
+        k = len(self.hosts)
+        netns = f"{self.prefix}-{self.tag}-{name}"
+        lan_port = f"{self.prefix}{self.tag}l{k:02d}"[:15]
+        address = f"192.168.{k}.2"
+        _ip("netns", "add", netns)
+        host = Host(name, netns, address, router.bridge_port)
+        self.hosts[name] = host
+        _ip("-n", netns, "link", "set", "lo", "up")
+        _ip("-n", netns, "link", "add", "eth0", "type", "veth", "peer", "name", lan_port, "netns", router.netns)
+        _ip("-n", netns, "addr", "add", f"{address}/24", "dev", "eth0")
+        _ip("-n", netns, "link", "set", "eth0", "up")
+        _ip("-n", netns, "route", "add", "default", "via", f"192.168.{k}.1")
+        _ip("-n", router.netns, "addr", "add", f"192.168.{k}.1/24", "dev", lan_port)
+        _ip("-n", router.netns, "link", "set", lan_port, "up")
+        for rule in (
+            ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+            ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "eth0", "-j", "MASQUERADE"],
+            ["iptables", "-A", "FORWARD", "-i", "eth0", "-m", "conntrack", "--ctstate", "NEW,INVALID", "-j", "DROP"],
+        ):
+            subprocess.run(router.command(rule), check=True, capture_output=True, timeout=30)
+        return host
+
     def link_down(self, host: Host) -> None:
         """Cut ``host`` off: its processes keep running, nothing reaches it or leaves it."""
         _ip("-n", self.bridge_ns, "link", "set", host.bridge_port, "down")

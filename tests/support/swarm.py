@@ -155,9 +155,9 @@ class Swarm:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self, name: str, peers: str | None = None, **kwargs) -> HostVolunteer:
+    def start(self, name: str, peers: str | None = None, extra: tuple[str, ...] = (), **kwargs) -> HostVolunteer:
         host = self.net.hosts.get(name) or self.net.add_host(name)
-        v = HostVolunteer(host, self.tmp, peers=peers, extra=self.extra, **kwargs)
+        v = HostVolunteer(host, self.tmp, peers=peers, extra=(*self.extra, *extra), **kwargs)
         self.vols[name] = v
         return v
 

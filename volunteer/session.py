@@ -41,7 +41,7 @@ from volunteer.stats import (
     State,
     Transfer,
 )
-from volunteer.transfer import TransferMeter
+from volunteer.transfer import TransferMeter, repeating
 
 log = logging.getLogger(__name__)
 
@@ -201,24 +201,20 @@ class Session:
     def _showing(self, meter: TransferMeter) -> Iterator[None]:
         """Publish ``meter``'s transfer while the block runs (the download blocks this thread), and say in the
         headless log how it goes every LOG_INTERVAL."""
-        done = threading.Event()
+        last_line = time.monotonic()
 
         def show() -> None:
-            last_line = time.monotonic()
-            while not done.wait(SNAPSHOT_INTERVAL):
-                transfer = meter.snapshot()
-                self._publish(transfer=transfer)
-                if transfer is not None and time.monotonic() - last_line >= LOG_INTERVAL:
-                    last_line = time.monotonic()
-                    self.event("downloading", f"downloading {transfer.describe()}")
+            nonlocal last_line
+            transfer = meter.snapshot()
+            self._publish(transfer=transfer)
+            if transfer is not None and time.monotonic() - last_line >= LOG_INTERVAL:
+                last_line = time.monotonic()
+                self.event("downloading", f"downloading {transfer.describe()}")
 
-        thread = threading.Thread(target=show, name="volunteer-download-progress", daemon=True)
-        thread.start()
         try:
-            yield
+            with repeating(SNAPSHOT_INTERVAL, show, "volunteer-download-progress"):
+                yield
         finally:
-            done.set()
-            thread.join(timeout=2)
             self._publish(transfer=None)
 
     def _ask_consent_via_api(self, project: Any) -> bool:

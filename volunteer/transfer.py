@@ -117,20 +117,33 @@ def watching(meter: TransferMeter, folder: Path, interval: float = 0.5) -> Itera
     version, whichever way it splits a download into files, chunks or Xet transfers.
     """
     before = folder_bytes(folder) if folder.exists() else 0
-    stop = threading.Event()
 
     def poll() -> None:
-        while not stop.wait(interval):
-            meter.set_done(folder_bytes(folder) - before if folder.exists() else 0)
+        meter.set_done(folder_bytes(folder) - before if folder.exists() else 0)
 
-    thread = threading.Thread(target=poll, name="volunteer-download-meter", daemon=True)
+    try:
+        with repeating(interval, poll, "volunteer-download-meter"):
+            yield
+    finally:
+        poll()
+
+
+@contextlib.contextmanager
+def repeating(interval: float, action: Callable[[], None], name: str) -> Iterator[None]:
+    """Run ``action`` every ``interval`` seconds in a daemon thread while the block runs (it blocks its thread)."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            action()
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join(timeout=5)
-        meter.set_done(folder_bytes(folder) - before if folder.exists() else 0)
 
 
 # -- the model state, downloaded in hivemind's averager process -------------------------------------------------

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tests.integration.procs import Proc, wait_for
+from tests.support.projects import TINY_PROJECT, headless_args
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
-TINY_PROJECT = str(FIXTURES / "tiny_project")
 
 
 def free_port() -> int:
@@ -39,26 +38,15 @@ class Volunteer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir or tmp / f"data-{name}"
-        args = [
-            sys.executable,
-            "-m",
-            "volunteer",
-            "--project",
-            project,
-            "--headless",
-            "--trust",
-            "--data-dir",
-            str(self.data_dir),
-            "--status-port",
-            str(self.port),
-            "--host-maddrs",
-            host_maddrs,
-            "--name",
-            name,
-            *extra,
-        ]
-        if peers:
-            args += ["--initial-peers", peers]
+        args = headless_args(
+            name=name,
+            data_dir=self.data_dir,
+            status_port=self.port,
+            host_maddrs=host_maddrs,
+            project=project,
+            peers=peers,
+            extra=extra,
+        )
         log = tmp / f"{name}.log"
         if log.exists():
             log.rename(log.with_suffix(f".{len(list(tmp.glob(name + '.*')))}.log"))

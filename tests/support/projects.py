@@ -246,3 +246,28 @@ def doc_examples() -> dict[str, str]:
     """The files of the complete example in docs/projects.md (each follows ``<!-- example: NAME -->``)."""
     text = DOCS.read_text(encoding="utf-8")
     return dict(re.findall(r"<!-- example: (\S+) -->\n```\w*\n(.*?)```", text, flags=re.S))
+
+
+TINY_PROJECT = str(Path(__file__).resolve().parents[1] / "fixtures" / "tiny_project")
+"""A trained-in-seconds project folder for the tests that run whole volunteers."""
+
+
+def headless_args(
+    *,
+    name: str,
+    data_dir: Path,
+    status_port: int,
+    host_maddrs: str,
+    project: str = TINY_PROJECT,
+    peers: str | None = None,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
+    """The command line of a headless, trusting test volunteer (``python -m volunteer ...``)."""
+    import sys
+
+    args = [
+        sys.executable, "-m", "volunteer", "--project", project, "--headless", "--trust",
+        "--data-dir", str(data_dir), "--status-port", str(status_port), "--host-maddrs", host_maddrs,
+        "--name", name, *extra,
+    ]  # fmt: skip
+    return [*args, "--initial-peers", peers] if peers else args

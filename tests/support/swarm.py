@@ -10,15 +10,14 @@ take a *joint* global step (one that every live peer counted as averaged with ot
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from tests.support.netns import Host, Network, kill_tree
+from tests.support.projects import TINY_PROJECT, headless_args
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_PROJECT = str(REPO / "tests" / "fixtures" / "tiny_project")
 STATUS_PORT = 8471
 
 
@@ -42,26 +41,15 @@ class HostVolunteer:
         self.host = host
         self.name = host.name
         self.data_dir = data_dir or tmp / f"data-{host.name}"
-        args = [
-            sys.executable,
-            "-m",
-            "volunteer",
-            "--project",
-            project,
-            "--headless",
-            "--trust",
-            "--data-dir",
-            str(self.data_dir),
-            "--status-port",
-            str(STATUS_PORT),
-            "--host-maddrs",
-            "/ip4/0.0.0.0/tcp/0",
-            "--name",
-            host.name,
-            *extra,
-        ]
-        if peers:
-            args += ["--initial-peers", peers]
+        args = headless_args(
+            name=host.name,
+            data_dir=self.data_dir,
+            status_port=STATUS_PORT,
+            host_maddrs="/ip4/0.0.0.0/tcp/0",
+            project=project,
+            peers=peers,
+            extra=extra,
+        )
         self.log_path = tmp / f"{host.name}.log"
         if self.log_path.exists():
             n = len(list(tmp.glob(f"{host.name}.*log")))

@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from volunteer.constants import CONTROL_TOKEN_ENV
+from volunteer.constants import CONTROL_TOKEN_ENV, INTERACTIVE_CHILD_ENV
 from volunteer.control_token import new_token
 from volunteer.datadir import DataDir
 from volunteer.errors import VolunteerError
 from volunteer.logfiles import open_append_fd
-from volunteer.runner import INTERACTIVE_CHILD_ENV
 from volunteer.settings import Settings
 from volunteer.stats import Command
 

@@ -3,6 +3,9 @@
 A :class:`~volunteer.errors.VolunteerError` becomes ``error: <message>`` and ``hint: <fix>`` on stderr and
 exit status 2; anything else is a bug and keeps its traceback. Heavy modules are imported only by the
 command that needs them, so ``--help`` and flag errors answer in a fraction of a second.
+
+This is where the front end is chosen: the table below names the dashboard's commands (``tui.launch``) as
+strings, so the rest of the core never imports the Textual front end.
 """
 
 from __future__ import annotations
@@ -27,14 +30,28 @@ COMMANDS: dict[str, str] = {
     "publish": "volunteer.authoring.publish:main",
     "host": "volunteer.authoring.host:main",
 }
-RUN = "volunteer.runner:main"
+DASHBOARD = "tui.launch:run_with_dashboard"
+"""``volunteer [flags]`` on a terminal: a headless child session and the dashboard as its client."""
+
+
+def _resolve(target: str) -> Callable[..., int]:
+    module_name, function_name = target.split(":")
+    function: Callable[..., int] = getattr(importlib.import_module(module_name), function_name)
+    return function
 
 
 def _dispatch(target: str, argv: Sequence[str]) -> int:
-    module_name, function_name = target.split(":")
-    module = importlib.import_module(module_name)
-    function: Callable[[Sequence[str]], int] = getattr(module, function_name)
-    return function(argv)
+    return _resolve(target)(argv)
+
+
+def _run(argv: Sequence[str]) -> int:
+    """``volunteer [flags]``: the session, headless in this process or under the dashboard."""
+    from volunteer.runner import interactive_child, plan_run, run_headless
+
+    settings, dashboard = plan_run(argv)
+    if dashboard:
+        return _resolve(DASHBOARD)(list(argv), settings)
+    return run_headless(settings, interactive=interactive_child())
 
 
 def report_error(error: VolunteerError) -> None:
@@ -49,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args and args[0] in COMMANDS:
             return _dispatch(COMMANDS[args[0]], args[1:])
-        return _dispatch(RUN, args)
+        return _run(args)
     except VolunteerError as e:
         report_error(e)
         return EXIT_USAGE

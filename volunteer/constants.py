@@ -12,6 +12,8 @@ DEFAULT_STATUS_PORT = 8471
 """The status endpoint's port on 127.0.0.1, shared by the client, ``volunteer attach`` and the health check."""
 CONTROL_TOKEN_ENV = ENV_PREFIX + "CONTROL_TOKEN"
 """The status endpoint's control token: set by the dashboard for the session it starts, or for ``attach``."""
+INTERACTIVE_CHILD_ENV = ENV_PREFIX + "INTERACTIVE_CHILD"
+"""Set by the dashboard for the headless session it starts: consent is then asked through the endpoint."""
 
 
 def env(name: str, default: str | None = None) -> str | None:

@@ -420,9 +420,10 @@ def check_shm(ctx: Context, space: Any = None) -> CheckResult:
     if space is None:
         return CheckResult("shm", SKIP, f"no {shm.SHM_PATH} on this system")
     room = f"{shm.SHM_PATH}: {space.free / shm.MIB:.0f} MB free of {space.total / shm.MIB:.0f} MB"
-    build = getattr(ctx.prepared, "build", None)
-    if build is not None:
-        parameters, parameter_bytes = shm.count_parameters(build().module)
+    if ctx.prepared is not None:
+        from volunteer.project.loader import build_project
+
+        parameters, parameter_bytes = shm.count_parameters(build_project(ctx.prepared.project).module)
         found = shm.shortage(parameters, parameter_bytes, space)
         if found is not None:
             return CheckResult("shm", FAIL, found[0], found[1])

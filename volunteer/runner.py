@@ -3,7 +3,8 @@
 Headless (``--headless``, or stdout not a terminal as under ``docker run -d``), this process runs the
 session. On a terminal, the session runs headless in a child process and the Textual dashboard is a client
 of its status endpoint, exactly as ``volunteer attach`` is: a dashboard crash never stops training, and
-hivemind's processes are never forked from a process running Textual's threads.
+hivemind's processes are never forked from a process running Textual's threads. This module only decides;
+the CLI (:mod:`volunteer.cli`) starts the front end it names, so the core never imports ``tui``.
 """
 
 from __future__ import annotations
@@ -11,23 +12,21 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from volunteer.constants import ENV_PREFIX, env
+from volunteer.constants import INTERACTIVE_CHILD_ENV, env
 from volunteer.datadir import DataDir
 from volunteer.settings import Settings, parse_run_args
 
-INTERACTIVE_CHILD_ENV = ENV_PREFIX + "INTERACTIVE_CHILD"
-"""Set by the dashboard for the headless session it starts: consent is then asked through the endpoint."""
 
-
-def main(argv: Sequence[str]) -> int:
+def plan_run(argv: Sequence[str]) -> tuple[Settings, bool]:
+    """The settings for ``volunteer [flags]``, and whether the dashboard should show the session."""
     settings = parse_run_args(argv)
     headless = settings.headless if settings.headless is not None else not sys.stdout.isatty()
-    interactive_child = env(INTERACTIVE_CHILD_ENV) == "1"
-    if headless or interactive_child:
-        return run_headless(settings, interactive=interactive_child)
-    from tui.launch import run_with_dashboard
+    return settings, not (headless or interactive_child())
 
-    return run_with_dashboard(list(argv), settings)
+
+def interactive_child() -> bool:
+    """Whether this process is the headless session a dashboard started (consent goes through the endpoint)."""
+    return env(INTERACTIVE_CHILD_ENV) == "1"
 
 
 def run_headless(settings: Settings, *, interactive: bool = False) -> int:

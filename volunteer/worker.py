@@ -23,6 +23,7 @@ from typing import Any
 from volunteer.constants import drop_hub_token
 from volunteer.errors import ConfigError, SwarmError, VolunteerError
 from volunteer.logfiles import open_append_fd
+from volunteer.project.loader import build_project
 
 EXIT_OK = 0
 EXIT_CRASH = 1
@@ -128,7 +129,7 @@ class _Worker:
                 self.event("warning", warning)
         self.emit(kind="device", device=dataclasses.asdict(info))
 
-        built = spec.prepared.build(spec.batch_size)
+        built = build_project(spec.prepared.project, spec.batch_size)
         # hivemind puts the parameters in /dev/shm: a container's 64 MB default fails here, with the fix
         check_shm(built.module)
         run_id = manifest.run_id

@@ -15,6 +15,7 @@ from tests.integration.volunteers import Volunteer, free_port
 from tests.support.projects import isolate_environment
 from volunteer.authoring.checkpoints import save_checkpoint
 from volunteer.authoring.init import create_project
+from volunteer.project.loader import build_project
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -39,7 +40,7 @@ def test_a_restarted_host_resumes_from_its_checkpoint(monkeypatch: pytest.Monkey
     isolate_environment(monkeypatch, tmp_path)
     root = create_project(tmp_path / "spirals", run_id="spirals-resume").root
     # the checkpoint a host saved at global step 42 before everyone left (parameters set to a recognizable value)
-    module = prepare_project(Settings(project=str(root)), DataDir.open(tmp_path / "d")).build().module
+    module = build_project(prepare_project(Settings(project=str(root)), DataDir.open(tmp_path / "d")).project).module
     with torch.no_grad():
         for p in module.parameters():
             p.fill_(0.25)

@@ -20,7 +20,7 @@ from volunteer.datadir import DataDir
 from volunteer.errors import ProjectError, TrustError
 from volunteer.project import PreparedProject, ResolvedProject, prepare_project, resolve_project
 from volunteer.project.files import MAX_CODE_FILE_BYTES, MAX_CODE_FILES, MAX_FILES
-from volunteer.project.loader import import_file
+from volunteer.project.loader import build_project, import_file
 from volunteer.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)
@@ -66,7 +66,7 @@ def _prepare(hub: HubServer, data_dir: DataDir, project: str = "lab/tiny", **opt
 
 
 def _version(prepared: PreparedProject) -> str:
-    return sys.modules[type(prepared.build().module).__module__].VERSION
+    return sys.modules[type(build_project(prepared.project).module).__module__].VERSION
 
 
 # compiled code next to the source
@@ -130,7 +130,7 @@ def test_a_hub_snapshot_gets_no_bytecode_written_into_it(
     monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as for a volunteer (tests may run with it set)
     hub.add_repo("lab/tiny").commit(project_files(files={"pkg/__init__.py": "", "pkg/extra.py": "X = 1\n"}))
     prepared = _prepare(hub, data_dir, trust=True)
-    prepared.build()
+    build_project(prepared.project)
     import_file(prepared.project, "pkg/extra.py")
     written = [p for p in prepared.project.root.rglob("*") if p.name == "__pycache__" or p.suffix == ".pyc"]
     assert written == []

@@ -23,6 +23,7 @@ from volunteer.cli import main
 from volunteer.datadir import DataDir
 from volunteer.errors import ProjectError, TrustError
 from volunteer.project import PreparedProject, ResolvedProject, prepare_project
+from volunteer.project.loader import build_project
 from volunteer.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -63,7 +64,7 @@ def _prepare(hub_url: str, project: str, data_dir: DataDir, **settings: object) 
 
 
 def _version(prepared: PreparedProject) -> str:
-    return sys.modules[type(prepared.build().module).__module__].VERSION
+    return sys.modules[type(build_project(prepared.project).module).__module__].VERSION
 
 
 def test_download_and_import(hub: HubServer, tiny: HubRepo, data_dir: DataDir) -> None:
@@ -78,13 +79,13 @@ def test_download_and_import(hub: HubServer, tiny: HubRepo, data_dir: DataDir) -
     assert prepared.peers.addresses == (PEER_A,)
 
     path_before = list(sys.path)
-    built = prepared.build()
+    built = build_project(prepared.project)
     assert sys.path == path_before
     module_name = type(built.module).__module__
     assert module_name == f"volunteer_project_lab_tiny_{head[:12]}.model"
     assert sys.modules[module_name].VERSION == "model-v2"
     assert type(built.datamodule).__name__ == "TinyData" and built.datamodule.batch_size == 8
-    assert prepared.build(batch_size=3).datamodule.batch_size == 3
+    assert build_project(prepared.project, 3).datamodule.batch_size == 3
 
 
 def test_every_file_comes_from_one_commit(hub: HubServer, tiny: HubRepo, data_dir: DataDir) -> None:
@@ -110,8 +111,8 @@ def test_revision_pinning(hub: HubServer, tiny: HubRepo, data_dir: DataDir) -> N
 
 
 def test_two_commits_in_one_process_do_not_clash(hub: HubServer, tiny: HubRepo, data_dir: DataDir) -> None:
-    old = _prepare(hub.url, "lab/tiny@v1", data_dir).build()
-    new = _prepare(hub.url, "lab/tiny@main", data_dir).build()
+    old = build_project(_prepare(hub.url, "lab/tiny@v1", data_dir).project)
+    new = build_project(_prepare(hub.url, "lab/tiny@main", data_dir).project)
     assert type(old.module) is not type(new.module)
     assert sys.modules[type(old.module).__module__].VERSION == "model-v1"
     assert sys.modules[type(new.module).__module__].VERSION == "model-v2"
@@ -162,7 +163,7 @@ def test_private_project_with_token(hub: HubServer, data_dir: DataDir, monkeypat
     prepared = _prepare(hub.url, "lab/secret", data_dir)
     assert prepared.project.revision == sha
     assert all(auth == f"Bearer {READER_TOKEN}" for _, _, auth in hub.requests)
-    assert type(prepared.build().module).__name__ == "TinyModel"
+    assert type(build_project(prepared.project).module).__name__ == "TinyModel"
 
 
 def test_prepare_imports_nothing_heavy(hub: HubServer, tiny: HubRepo, tmp_path: Path) -> None:

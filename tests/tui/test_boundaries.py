@@ -49,7 +49,6 @@ def test_the_tui_sources_import_only_the_allowed_core_modules() -> None:
         "volunteer.datadir",
         "volunteer.endpoint_file",
         "volunteer.logfiles",
-        "volunteer.runner",
         "volunteer.settings",
     )
     for path in (ROOT / "tui").rglob("*.py"):

@@ -19,6 +19,7 @@ from volunteer.authoring.publish import project_files
 from volunteer.cli import main
 from volunteer.datadir import DataDir
 from volunteer.project import prepare_project
+from volunteer.project.loader import build_project
 from volunteer.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)
@@ -84,7 +85,7 @@ def test_publish_creates_the_repository_and_prints_the_pinned_command(
         Settings(project=f"lab/spirals@{sha}", endpoint=hub.url, trust=True), DataDir.open(tmp_path / "volunteer")
     )
     assert prepared.project.revision == sha and prepared.project.files == ("data.py", "model.py")
-    assert type(prepared.build().module).__name__ == "Model"
+    assert type(build_project(prepared.project).module).__name__ == "Model"
 
 
 def test_publishing_again_without_changes_makes_no_commit(

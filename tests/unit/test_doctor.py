@@ -13,9 +13,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from tests.support.projects import write_project
 from volunteer import __version__, cli, doctor, shm
+from volunteer.datadir import DataDir
 from volunteer.doctor import FAIL, OK, SKIP, WARN, CheckResult, Context, Gpu
 from volunteer.errors import ProjectError, TrustError
+from volunteer.project import PreparedProject, prepare_project
+from volunteer.project.loader import build_project
 from volunteer.settings import Settings
 
 
@@ -447,22 +451,27 @@ def _space(mib: int) -> shm.ShmSpace:
     return shm.ShmSpace("/dev/shm", mib * shm.MIB, mib * shm.MIB)
 
 
-def _prepared(hidden: int) -> SimpleNamespace:
-    model = torch.nn.Sequential(torch.nn.Linear(hidden, hidden), torch.nn.Linear(hidden, 8))
-    return SimpleNamespace(build=lambda: SimpleNamespace(module=model))
+def _prepared(tmp_path: Path, parameters: int) -> PreparedProject:
+    """The test project with a model of ``parameters`` parameters (one Linear layer to a single output)."""
+    root = write_project(tmp_path / f"proj-{parameters}", {"model.init_args.width": parameters - 1})
+    return prepare_project(Settings(project=str(root)), DataDir.open(tmp_path / "data"))
 
 
-def test_shm_fails_with_the_fix_when_the_project_does_not_fit() -> None:
-    # 4096 x 4096: 16.8 M parameters, two fp32 copies of 64 MiB each: Docker's 64 MB cannot hold them
-    ctx = Context(settings=Settings(), prepared=_prepared(4096))
+# the sizes of a 4096-4096-8 and a 1024-1024-8 MLP
+BIG, SMALL = 4096 * 4096 + 4096 + 4096 * 8 + 8, 1024 * 1024 + 1024 + 1024 * 8 + 8
+
+
+def test_shm_fails_with_the_fix_when_the_project_does_not_fit(tmp_path: Path) -> None:
+    # 16.8 M parameters, two fp32 copies of 64 MiB each: Docker's 64 MB cannot hold them
+    ctx = Context(settings=Settings(), prepared=_prepared(tmp_path, BIG))
     result = doctor.check_shm(ctx, _space(64))
     assert result.status == FAIL
     assert "16.8 M parameters" in result.detail and "needs about 132 MB" in result.detail
     assert "--shm-size=512m" in result.fix and "--ipc=host" in result.fix and "shm_size" in result.fix
 
 
-def test_shm_ok_when_the_project_fits() -> None:
-    result = doctor.check_shm(Context(settings=Settings(), prepared=_prepared(1024)), _space(64))
+def test_shm_ok_when_the_project_fits(tmp_path: Path) -> None:
+    result = doctor.check_shm(Context(settings=Settings(), prepared=_prepared(tmp_path, SMALL)), _space(64))
     assert result.status == OK and "1.1 M parameters" in result.detail
 
 
@@ -472,10 +481,10 @@ def test_shm_without_a_project_warns_at_dockers_default_only() -> None:
     assert doctor.check_shm(Context(settings=Settings()), _space(1024)).status == OK
 
 
-def test_the_worker_refuses_a_model_too_big_for_shm() -> None:
+def test_the_worker_refuses_a_model_too_big_for_shm(tmp_path: Path) -> None:
     from volunteer.errors import ConfigError
 
     with pytest.raises(ConfigError) as raised:
-        shm.check_shm(_prepared(4096).build().module, _space(64))
+        shm.check_shm(build_project(_prepared(tmp_path, BIG).project).module, _space(64))
     assert raised.value.message.startswith("/dev/shm has 64 MB free of 64 MB")
-    shm.check_shm(_prepared(1024).build().module, _space(64))
+    shm.check_shm(build_project(_prepared(tmp_path, SMALL).project).module, _space(64))

@@ -11,7 +11,7 @@ from tests.support.projects import DATA_PY, MODEL_PY, doc_examples, isolate_envi
 from volunteer.datadir import DataDir
 from volunteer.errors import ProjectError
 from volunteer.project import BuiltProject, PreparedProject, prepare_project
-from volunteer.project.loader import package_name
+from volunteer.project.loader import build_project, package_name
 from volunteer.settings import Settings
 
 pytestmark = pytest.mark.timeout(60)
@@ -30,7 +30,7 @@ def _build(
     tmp_path: Path, changes: dict[str, object] | None = None, files: dict[str, str | None] | None = None
 ) -> BuiltProject:
     root = write_project(tmp_path / "proj", changes, files)
-    return _prepare(root, tmp_path).build()
+    return build_project(_prepare(root, tmp_path).project)
 
 
 def _build_error(
@@ -48,7 +48,7 @@ def test_demo_builds_from_the_package(tmp_path: Path) -> None:
     prepared = prepare_project(Settings(project="demo"), DataDir.open(tmp_path / "data"))
     assert (prepared.project.repo, prepared.project.revision, prepared.project.kind) == ("demo", "", "builtin")
     assert prepared.project.files == ("__init__.py", "model.py")
-    built = prepared.build(batch_size=16)
+    built = build_project(prepared.project, 16)
     assert type(built.module) is DemoClassifier and type(built.datamodule) is TeacherData
     assert built.datamodule.batch_size == 16 and built.batch_size == 16
     assert built.module.hparams.hidden_dim == 128
@@ -91,8 +91,8 @@ def test_code_in_subfolders_and_package_init(tmp_path: Path) -> None:
 def test_two_projects_with_the_same_file_names_do_not_clash(tmp_path: Path) -> None:
     first = write_project(tmp_path / "a" / "proj")
     second = write_project(tmp_path / "b" / "proj", files={"model.py": MODEL_PY.replace("model-v1", "model-v2")})
-    one = _prepare(first, tmp_path).build()
-    two = _prepare(second, tmp_path).build()
+    one = build_project(_prepare(first, tmp_path).project)
+    two = build_project(_prepare(second, tmp_path).project)
     assert type(one.module).__module__ != type(two.module).__module__
     assert sys.modules[type(one.module).__module__].VERSION == "model-v1"
     assert sys.modules[type(two.module).__module__].VERSION == "model-v2"
@@ -104,7 +104,7 @@ def test_edited_local_code_is_imported_afresh(tmp_path: Path) -> None:
     (root / "model.py").write_text(MODEL_PY.replace("model-v1", "model-v2"))
     after = _prepare(root, tmp_path)
     assert package_name(after.project) != before
-    assert sys.modules[type(after.build().module).__module__].VERSION == "model-v2"
+    assert sys.modules[type(build_project(after.project).module).__module__].VERSION == "model-v2"
 
 
 def test_documented_example_trains(tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_documented_example_trains(tmp_path: Path) -> None:
         (root / name).write_text(text)
     prepared = _prepare(root, tmp_path)
     assert prepared.project.files == ("data.py", "model.py")
-    built = prepared.build()
+    built = build_project(prepared.project)
     trainer = L.Trainer(
         fast_dev_run=2,
         accelerator="cpu",

@@ -2,9 +2,9 @@
 
 The project is resolved and validated by the client's own loader (:func:`volunteer.project.resolve_project`:
 manifest, code references, the peers file), imported and instantiated in isolation
-(:meth:`PreparedProject.build`), and trained with a plain single-device ``lightning.Trainer`` on a tiny batch,
-without hivemind. The report gives the parameter count, the mean step time and the peak memory; a failure is
-one line naming the file and line, and a hint.
+(:func:`~volunteer.project.loader.build_project`), and trained with a plain single-device ``lightning.Trainer``
+on a tiny batch, without hivemind. The report gives the parameter count, the mean step time and the peak memory;
+a failure is one line naming the file and line, and a hint.
 
 A Hub project's code runs here only with consent, as for a volunteer: remembered, given with ``--trust``, or
 answered at a prompt on a terminal. Only the manifest and the code are downloaded before that.
@@ -34,6 +34,7 @@ from volunteer.constants import without_hub_token
 from volunteer.datadir import DataDir
 from volunteer.errors import VolunteerError
 from volunteer.project import PreparedProject, ResolvedProject, resolve_project
+from volunteer.project.loader import build_project
 from volunteer.project.peersources import PeerList, SourceFailed, fetch_peers_url, read_peers_file
 from volunteer.project.prepare import finish_download
 from volunteer.project.trust import describe_code, require_consent
@@ -131,7 +132,7 @@ def _check_built(project: ResolvedProject, steps: int, batch_size: int | None, d
     peers = _peers(project, notes)
     size = batch_size if batch_size is not None else min(manifest.batch_size, DEFAULT_BATCH_SIZE)
     prepared = PreparedProject(project=project, peers=peers, consent="check")
-    built = prepared.build(size)  # imports the code: ProjectError naming the file and line on failure
+    built = build_project(prepared.project, size)  # imports the code: ProjectError naming the file and line on failure
 
     report = CheckReport(
         project=_shown(project),

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from volunteer.errors import SwarmError, VolunteerError
+from volunteer.project.loader import build_project
 
 EXIT_OK = 0
 EXIT_CRASH = 1
@@ -154,7 +155,7 @@ class _HostWorker:
 
         spec = self.spec
         manifest = spec.prepared.project.manifest
-        built = spec.prepared.build()
+        built = build_project(spec.prepared.project)
         self.module = built.module
         optimizer = single_optimizer(spec.prepared.project, built.module)
         own_id = ensure_identity(spec.identity_path)

@@ -1,8 +1,9 @@
 """Projects: find one (demo, a folder, or a Hub repository), download it, validate it, ask consent, import it.
 
 The runner calls :func:`prepare_project` (fast: it imports no torch, Lightning, hivemind or project code),
-then the session calls :meth:`PreparedProject.build` to import the project's code in isolation, and
-:func:`remember_working_peers` once it has joined the swarm. The format of a project is in docs/projects.md.
+then the training process calls :func:`~volunteer.project.loader.build_project` to import the project's code in
+isolation, and the session :func:`remember_working_peers` once it has joined the swarm. The format of a project
+is in docs/projects.md.
 """
 
 from volunteer.project.ids import ProjectRef, parse_project_id

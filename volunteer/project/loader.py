@@ -144,7 +144,15 @@ def load_object(project: ResolvedProject, ref: CodeRef, key: str) -> Any:
 
 
 def build_project(project: ResolvedProject, batch_size: int | None = None) -> BuiltProject:
-    """Import the project and create its module and data source; see :meth:`PreparedProject.build`."""
+    """Import the project's code in isolation and create its LightningModule and data source.
+
+    Args:
+        project: The project the volunteer consented to run (``PreparedProject.project``).
+        batch_size: Samples per local step (``--batch-size``); the manifest's ``batch_size`` when ``None``.
+
+    Raises:
+        ProjectError: when the code fails to import or to create the objects, naming the file, line and fix.
+    """
     from lightning.pytorch import LightningDataModule, LightningModule
 
     manifest = project.manifest

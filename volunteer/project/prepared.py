@@ -97,16 +97,3 @@ class PreparedProject:
     @property
     def warnings(self) -> tuple[str, ...]:
         return self.project.warnings + self.peers.warnings
-
-    def build(self, batch_size: int | None = None) -> BuiltProject:
-        """Import the project's code in isolation and create its LightningModule and data source.
-
-        Args:
-            batch_size: Samples per local step (``--batch-size``); the manifest's ``batch_size`` when ``None``.
-
-        Raises:
-            ProjectError: when the code fails to import or to create the objects, naming the file, line and fix.
-        """
-        from volunteer.project.loader import build_project
-
-        return build_project(self.project, batch_size)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import queue
 import threading
@@ -11,6 +10,9 @@ import time
 from typing import Any
 
 import lightning as L
+
+from volunteer.protocol import DeviceReport, Joined, TrainingStats
+from volunteer.stats import Command, State
 
 
 class Reporter(L.Callback):
@@ -26,7 +28,7 @@ class Reporter(L.Callback):
         self.public_key = public_key
         self.device = device
         self.batch_size = batch_size
-        self.state = "connecting"
+        self.state = State.CONNECTING
         self.steps = 0
         self.loss: float | None = None
         self.loss_smoothed: float | None = None
@@ -54,7 +56,7 @@ class Reporter(L.Callback):
         addresses = strategy.visible_maddrs()
         peers = len(strategy.initial_peers)
         how = f"joined through {peers} initial peer(s)" if peers else "started a new swarm"
-        self.worker.emit(kind="joined", peer_id=str(strategy.dht.peer_id), addresses=addresses)
+        self.worker.emit(Joined(str(strategy.dht.peer_id), tuple(addresses)))
         # lost and found again (volunteer.swarmkeeper): "reconnecting", "recovered", "alone" events
         strategy.swarm_event_handler = self.worker.event
         self.worker.event("joined", f"peer {strategy.dht.peer_id} {how}; reachable at {' '.join(addresses)}")
@@ -80,7 +82,7 @@ class Reporter(L.Callback):
             time.sleep(0.1)
             self._handle_commands(trainer)
         if self._first_batch:
-            self._set_state("loading_state")  # the strategy builds hivemind's optimizer and loads peers' state
+            self._set_state(State.LOADING_STATE)  # the strategy builds hivemind's optimizer and loads peers' state
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         # wall time from one batch end to the next: data loading and waiting for the swarm count too
@@ -110,7 +112,7 @@ class Reporter(L.Callback):
             if epoch > 0:
                 self.worker.event("state_loaded", f"loaded the swarm's state at global step {epoch}")
         if not self.paused:
-            self._set_state("training")
+            self._set_state(State.TRAINING)
         if opt is not None and opt.local_epoch != self._last_epoch:
             self._on_global_step(trainer, opt.local_epoch)
         if self.stop_reason is None and trainer.max_steps > 0 and self.steps >= trainer.max_steps:
@@ -134,20 +136,20 @@ class Reporter(L.Callback):
                 command = self.worker.commands.get_nowait()
             except queue.Empty:
                 return
-            if command == "stop":
+            if command == Command.STOP:
                 self.stop_reason = "stopped"
                 self.paused = False
                 trainer.should_stop = True
-                self._set_state("stopping")
-            elif command == "pause" and not self.paused:
+                self._set_state(State.STOPPING)
+            elif command == Command.PAUSE and not self.paused:
                 self.paused = True
-                self._set_state("paused")
+                self._set_state(State.PAUSED)
                 self.worker.event("paused", "paused: no new samples until resumed")
-            elif command == "resume" and self.paused:
+            elif command == Command.RESUME and self.paused:
                 self.paused = False
-                self._set_state("training")
+                self._set_state(State.TRAINING)
                 self.worker.event("resumed", "resumed")
-            elif command == "finish":
+            elif command == Command.FINISH:
                 opt = self.strategy.hivemind_optimizer
                 self.finish_after_epoch = opt.local_epoch if opt is not None else 0
                 self.paused = False
@@ -155,19 +157,16 @@ class Reporter(L.Callback):
 
     # -- reporting -----------------------------------------------------------------------------------------
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: State) -> None:
         if state != self.state:
             self.state = state
             self.send_stats()
 
     def send_stats(self) -> None:
         strategy = self.strategy
-        progress = strategy.progress()
-        transfer = strategy.transfer()
         keeper = getattr(strategy, "swarm_keeper", None)
         with self._lock:
-            message = dict(
-                kind="stats",
+            message = TrainingStats(
                 state=self.state,
                 samples=strategy.samples_contributed,
                 steps=self.steps,
@@ -179,13 +178,13 @@ class Reporter(L.Callback):
                 loss=self.loss,
                 loss_smoothed=self.loss_smoothed,
                 learning_rate=self.lr,
-                progress=dataclasses.asdict(progress) if progress is not None else None,
-                transfer=dataclasses.asdict(transfer) if transfer is not None else None,
+                progress=strategy.progress(),
+                transfer=strategy.transfer(),
                 isolated=bool(keeper is not None and keeper.state.isolated),
-                leaderboard=[dataclasses.asdict(e) for e in self._leaderboard.entries] if self._leaderboard else [],
+                leaderboard=tuple(self._leaderboard.entries) if self._leaderboard else (),
                 leaderboard_dropped=self._leaderboard.dropped if self._leaderboard else 0,
             )
-        self.worker.emit(**message)
+        self.worker.emit(message)
 
     def _report_loop(self) -> None:
         from volunteer.device import device_info
@@ -197,7 +196,7 @@ class Reporter(L.Callback):
             if self.device.accelerator == "gpu" and time.monotonic() - last_device > 5:
                 last_device = time.monotonic()
                 with contextlib.suppress(Exception):
-                    self.worker.emit(kind="device", device=dataclasses.asdict(device_info(self.device)))
+                    self.worker.emit(DeviceReport(device_info(self.device)))
 
     def close(self) -> None:
         if self._leaderboard is not None:

@@ -29,18 +29,19 @@ from volunteer.datadir import DataDir
 from volunteer.errors import SwarmError, VolunteerError
 from volunteer.headless import HeadlessLog
 from volunteer.ledger import Counters, LedgerFile
-from volunteer.settings import Settings
-from volunteer.stats import (
-    Command,
-    DeviceInfo,
-    ErrorInfo,
-    Event,
-    LeaderboardEntry,
-    ProjectInfo,
-    Snapshot,
-    State,
-    Transfer,
+from volunteer.protocol import (
+    DeviceReport,
+    Done,
+    ErrorCategory,
+    Failed,
+    Joined,
+    Note,
+    StateChanged,
+    TrainingStats,
+    WorkerMessage,
 )
+from volunteer.settings import Settings
+from volunteer.stats import Command, ErrorInfo, Event, ProjectInfo, Snapshot, State
 from volunteer.transfer import TransferMeter, repeating
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,8 @@ LEDGER_INTERVAL = 1.0
 LEADERBOARD_FRESH = 30.0
 
 
-@dataclasses.dataclass
-class _Outcome:
-    kind: str
-    """"done" (max steps or finish), "stopped", or "error"."""
-    category: str = ""
-    message: str = ""
-    hint: str | None = None
+Outcome = Done | Failed
+"""How one training process ended: Done("stopped") when the volunteer stopped it."""
 
 
 class Session:
@@ -105,8 +101,7 @@ class Session:
         self._folded = Counters()
         self._current = Counters()
         self._pending = 0
-        self._worker_state = "connecting"
-        self._stats: dict[str, Any] = {}
+        self._worker_state = State.CONNECTING
         self._last_logged = 0.0
         self._last_ledger_save = 0.0
         self._reconnecting = False
@@ -241,16 +236,17 @@ class Session:
             outcome = self._run_worker(peers, batch_size, deadline)
             if time.monotonic() - started > HEALTHY_RUN:
                 restarts, backoff = 0, 1.0  # a failure after a long good run starts the count afresh
-            if outcome.kind in ("done", "stopped") or self._stop_requested:
+            if isinstance(outcome, Done) or self._stop_requested:
                 self._set_state(State.STOPPED)
                 session = self._session()
+                how = "stopped" if isinstance(outcome, Done) and outcome.reason == "stopped" else "done"
                 self.event(
                     "stopped",
-                    f"stopped ({outcome.kind}); this session computed {session.samples:,} samples: "
+                    f"stopped ({how}); this session computed {session.samples:,} samples: "
                     f"{session.swarm_samples:,} credited, {session.local_only_samples:,} local-only",
                 )
                 return 0
-            if outcome.category == "unreachable":
+            if outcome.category == ErrorCategory.UNREACHABLE:
                 self.reconnects += 1
                 self._reconnecting = True
                 self._publish(state=State.RECONNECTING, last_error=ErrorInfo(outcome.message, outcome.hint))
@@ -259,11 +255,11 @@ class Session:
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 peers = self._recollect_peers(peers)
                 continue
-            if outcome.category == "error":
+            if outcome.category == ErrorCategory.ERROR:
                 raise VolunteerError(outcome.message, outcome.hint)
             restarts += 1
-            if outcome.category == "oom":
-                current = batch_size or self._stats.get("batch_size") or self.prepared.project.manifest.batch_size
+            if outcome.category == ErrorCategory.OOM:
+                current = batch_size or self.prepared.project.manifest.batch_size
                 batch_size = max(1, int(current) // 2)
                 self.event("out_of_memory", f"out of GPU memory: restarting with batch size {batch_size}")
             if restarts > MAX_RESTARTS:
@@ -301,14 +297,14 @@ class Session:
 
     # -- one training process ----------------------------------------------------------------------------
 
-    def _run_worker(self, peers: tuple[str, ...], batch_size: int | None, deadline: float | None) -> _Outcome:
+    def _run_worker(self, peers: tuple[str, ...], batch_size: int | None, deadline: float | None) -> Outcome:
         from volunteer.worker import WorkerSpec, run_worker
 
         steps_left = None
         if self.settings.max_steps:
             steps_left = self.settings.max_steps - self._folded.steps
             if steps_left <= 0:
-                return _Outcome("done")
+                return Done()
         ctx = multiprocessing.get_context("spawn")
         outbox, commands = ctx.Queue(), ctx.Queue()
         spec = WorkerSpec(
@@ -333,9 +329,8 @@ class Session:
         process = ctx.Process(target=run_worker, args=(spec, outbox, commands), name="volunteer-worker")
         process.start()
         self._current, self._pending = Counters(), 0
-        self._stats.pop("transfer", None)  # a download the last worker had under way ended with it
-        self._publish(transfer=None)
-        outcome: _Outcome | None = None
+        self._publish(transfer=None)  # a download the last worker had under way ended with it
+        outcome: Outcome | None = None
         stop_sent_at: float | None = None
         failed_at: float | None = None
         try:
@@ -346,7 +341,7 @@ class Session:
                     message = None
                 if message is not None:
                     outcome = self._handle(message, peers) or outcome
-                    if outcome is not None and outcome.kind == "error" and failed_at is None:
+                    if isinstance(outcome, Failed) and failed_at is None:
                         failed_at = time.monotonic()  # the worker exits right after reporting
                 self._drain_commands(commands)
                 now = time.monotonic()
@@ -355,7 +350,7 @@ class Session:
                     self._stop_requested = True
                 if self._stop_requested and stop_sent_at is None:
                     self._set_state(State.STOPPING)
-                    commands.put("stop")
+                    commands.put(Command.STOP)
                     stop_sent_at = now
                 if (
                     self._hard_stop
@@ -378,40 +373,38 @@ class Session:
             self._save_ledger()
         if outcome is None:
             if self._stop_requested:
-                return _Outcome("stopped")
-            return _Outcome(
-                "error",
-                "crash",
+                return Done("stopped")
+            return Failed(
+                ErrorCategory.CRASH,
                 f"the training process exited with status {process.exitcode}",
                 f"see the training log {self._worker_log()}",
             )
-        if outcome.kind == "error" and self._stop_requested:
-            return _Outcome("stopped")
+        if isinstance(outcome, Failed) and self._stop_requested:
+            return Done("stopped")
         return outcome
 
-    def _handle(self, message: dict[str, Any], peers: tuple[str, ...]) -> _Outcome | None:
-        kind = message.get("kind")
-        if kind == "stats":
+    def _handle(self, message: WorkerMessage, peers: tuple[str, ...]) -> Outcome | None:
+        if isinstance(message, TrainingStats):
             self._on_stats(message)
-        elif kind == "event":
-            self.event(message["event"], message["message"])
-        elif kind == "state":
-            self._worker_state = message["state"]
-        elif kind == "device":
-            self._publish(device=DeviceInfo(**message["device"]))
-        elif kind == "joined":
+        elif isinstance(message, Note):
+            self.event(message.kind, message.message)
+        elif isinstance(message, StateChanged):
+            self._worker_state = message.state
+        elif isinstance(message, DeviceReport):
+            self._publish(device=message.device)
+        elif isinstance(message, Joined):
             self._on_joined(message, peers)
-        elif kind == "error":
-            if message["category"] != "unreachable":
-                self.event("error", message["message"])
-            return _Outcome("error", message["category"], message["message"], message.get("hint"))
-        elif kind == "done":
-            return _Outcome("stopped" if message.get("reason") == "stopped" else "done")
+        elif isinstance(message, Failed):
+            if message.category != ErrorCategory.UNREACHABLE:
+                self.event("error", message.message)
+            return message
+        elif isinstance(message, Done):
+            return message
         return None
 
-    def _on_joined(self, message: dict[str, Any], peers: tuple[str, ...]) -> None:
-        self.peer_id = message["peer_id"]
-        addresses = tuple(message["addresses"])
+    def _on_joined(self, message: Joined, peers: tuple[str, ...]) -> None:
+        self.peer_id = message.peer_id
+        addresses = message.addresses
         self._publish(peer_id=self.peer_id, join_addresses=addresses, last_error=None)
         if self._reconnecting:
             self._reconnecting = False
@@ -436,19 +429,18 @@ class Session:
             ]
         )
 
-    def _on_stats(self, m: dict[str, Any]) -> None:
-        self._stats = m
-        self._worker_state = m["state"]
+    def _on_stats(self, m: TrainingStats) -> None:
+        self._worker_state = m.state
         self._current = Counters(
-            samples=m["samples"],
-            steps=m["steps"],
-            swarm_samples=m["swarm_samples"],
-            local_only_samples=m["local_only_samples"],
-            compute_seconds=m["compute_seconds"],
+            samples=m.samples,
+            steps=m.steps,
+            swarm_samples=m.swarm_samples,
+            local_only_samples=m.local_only_samples,
+            compute_seconds=m.compute_seconds,
         )
-        self._pending = m["pending_samples"]
+        self._pending = m.pending_samples
         previous_swarm = self._snapshot.swarm_samples
-        self._publish_stats()
+        self._publish_stats(m)
         if self._snapshot.swarm_samples != previous_swarm:
             self._save_ledger()  # credit for a global step is durable at once
 
@@ -460,25 +452,17 @@ class Session:
     def _ledger_totals(self) -> Counters:
         return self.ledger.base.totals + self._session() if self.ledger else self._session()
 
-    def _publish_stats(self) -> None:
-        m = self._stats
-        progress = m.get("progress") or {}
+    def _publish_stats(self, m: TrainingStats) -> None:
+        progress = m.progress
         session, totals = self._session(), self._ledger_totals()
-        leaderboard = tuple(LeaderboardEntry(**e) for e in m.get("leaderboard", ()))
-        fresh = [e for e in leaderboard if time.time() - e.last_seen < LEADERBOARD_FRESH]
-        swarm_rate = sum(e.samples_per_second for e in fresh) if fresh else m.get("samples_per_second", 0.0)
-        state = {
-            "connecting": State.CONNECTING,
-            "loading_state": State.LOADING_STATE,
-            "training": State.TRAINING,
-            "paused": State.PAUSED,
-            "stopping": State.STOPPING,
-        }.get(self._worker_state, State.TRAINING)
+        fresh = [e for e in m.leaderboard if time.time() - e.last_seen < LEADERBOARD_FRESH]
+        swarm_rate = sum(e.samples_per_second for e in fresh) if fresh else m.samples_per_second
+        state = self._worker_state
         if self._stop_requested:
             state = State.STOPPING
         elif self._reconnecting and state == State.CONNECTING:
             state = State.RECONNECTING
-        elif m.get("isolated") and state == State.TRAINING:
+        elif m.isolated and state == State.TRAINING:
             state = State.RECONNECTING  # cut off from every known peer while training (volunteer.swarmkeeper)
         self._publish(
             state=state,
@@ -488,20 +472,20 @@ class Session:
             total_steps=totals.steps,
             swarm_samples=totals.swarm_samples,
             local_only_samples=totals.local_only_samples,
-            samples_per_second=m.get("samples_per_second", 0.0),
-            loss=m.get("loss"),
-            loss_smoothed=m.get("loss_smoothed"),
-            learning_rate=m.get("learning_rate"),
-            global_epoch=progress.get("global_epoch", self._snapshot.global_epoch),
-            local_epoch=progress.get("local_epoch", self._snapshot.local_epoch),
-            num_peers=progress.get("num_peers", self._snapshot.num_peers),
-            samples_accumulated=progress.get("samples_accumulated", 0),
-            target_batch_size=progress.get("target_batch_size", self._snapshot.target_batch_size),
-            eta_next_step=progress.get("eta_next_step"),
+            samples_per_second=m.samples_per_second,
+            loss=m.loss,
+            loss_smoothed=m.loss_smoothed,
+            learning_rate=m.learning_rate,
+            global_epoch=progress.global_epoch if progress else self._snapshot.global_epoch,
+            local_epoch=progress.local_epoch if progress else self._snapshot.local_epoch,
+            num_peers=progress.num_peers if progress else self._snapshot.num_peers,
+            samples_accumulated=progress.samples_accumulated if progress else 0,
+            target_batch_size=progress.target_batch_size if progress else self._snapshot.target_batch_size,
+            eta_next_step=progress.eta_next_step if progress else None,
             swarm_samples_per_second=swarm_rate,
-            leaderboard=leaderboard,
-            transfer=Transfer(**m["transfer"]) if m.get("transfer") else None,
-            leaderboard_dropped=m.get("leaderboard_dropped", 0),
+            leaderboard=m.leaderboard,
+            transfer=m.transfer,
+            leaderboard_dropped=m.leaderboard_dropped,
         )
 
     def _publish(self, **changes: Any) -> None:
@@ -575,7 +559,7 @@ class Session:
             elif command == Command.STOP:
                 self._stop_requested = True
             elif worker_commands is not None:
-                worker_commands.put(command.value)
+                worker_commands.put(command)
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -609,7 +593,7 @@ class Session:
         return str(self.data_dir.root / "logs" / "training.log")
 
 
-def _drain(q: Any) -> list[dict[str, Any]]:
+def _drain(q: Any) -> list[WorkerMessage]:
     messages = []
     with contextlib.suppress(Exception):
         while True:

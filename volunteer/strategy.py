@@ -15,7 +15,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import hivemind
@@ -34,36 +33,13 @@ from volunteer.constants import initial_peers_from_env
 from volunteer.errors import StrategyConfigError, SwarmError
 from volunteer.hivemind_patches import apply_hivemind_patches, apply_step_patches
 from volunteer.peers import parse_listen_addresses, parse_peers
+from volunteer.protocol import SwarmProgress
 from volunteer.stats import Transfer
 from volunteer.transfer import TransferMeter, count_state_bytes, meter_state_loads
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST_MADDRS = ("/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1")
-
-
-@dataclass(frozen=True)
-class SwarmProgress:
-    """A read-only view of the swarm's progress, as this peer's hivemind tracker sees it."""
-
-    global_epoch: int
-    """The swarm's global step: the highest epoch any non-client peer has reached."""
-    local_epoch: int
-    """The global step this peer's parameters are at."""
-    samples_accumulated: int
-    """Samples the swarm has accumulated toward the next global step."""
-    target_batch_size: int
-    """Samples the swarm accumulates before each global step."""
-    num_peers: int
-    """Peers that reported progress recently (hivemind keeps a dead peer for about a minute)."""
-    num_clients: int
-    """How many of those peers are in client mode (they cannot be dialled)."""
-    eta_next_step: float | None
-    """Estimated seconds until the next global step; 0 when it is due; None before any throughput is known."""
-    local_samples_per_second: float
-    """This peer's throughput, smoothed by hivemind."""
-    is_synchronized: bool
-    """Whether this peer is at the swarm's global step (else it will load state from peers)."""
 
 
 class HivemindStrategy(Strategy):

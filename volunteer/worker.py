@@ -2,13 +2,12 @@
 
 It runs in a process (and process group) of its own, started with the ``spawn`` method, so that the
 supervisor can restart it after a crash, shrink its batch after a CUDA out-of-memory error, and kill
-everything hivemind started (DHT, averagers, ``p2pd``) with one signal. Messages to the supervisor are
-plain dicts on a queue; commands from it are strings.
+everything hivemind started (DHT, averagers, ``p2pd``) with one signal. Messages to the supervisor and
+commands from it are the typed ones of :mod:`volunteer.protocol`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import multiprocessing
 import os
@@ -24,6 +23,8 @@ from volunteer.constants import drop_hub_token
 from volunteer.errors import ConfigError, SwarmError, VolunteerError
 from volunteer.logfiles import open_append_fd
 from volunteer.project.loader import build_project
+from volunteer.protocol import DeviceReport, Done, ErrorCategory, Failed, Note, StateChanged, WorkerMessage
+from volunteer.stats import State
 
 EXIT_OK = 0
 EXIT_CRASH = 1
@@ -70,18 +71,17 @@ def run_worker(spec: WorkerSpec, outbox: Any, commands: Any) -> None:
     try:
         _Worker(spec, outbox, commands).train()
     except VolunteerError as e:
-        category = "unreachable" if isinstance(e, SwarmError) else "error"
-        outbox.put(dict(kind="error", category=category, message=e.message, hint=e.hint))
+        category = ErrorCategory.UNREACHABLE if isinstance(e, SwarmError) else ErrorCategory.ERROR
+        outbox.put(Failed(category, e.message, e.hint))
         code = EXIT_ERROR
     except BaseException as e:
         traceback.print_exc()
         oom = _is_out_of_memory(e)
         outbox.put(
-            dict(
-                kind="error",
-                category="oom" if oom else "crash",
-                message=f"{type(e).__name__}: {e}".splitlines()[0][:500],
-                hint=None if oom else f"the training process crashed; its log is {spec.log_path}",
+            Failed(
+                ErrorCategory.OOM if oom else ErrorCategory.CRASH,
+                f"{type(e).__name__}: {e}".splitlines()[0][:500],
+                None if oom else f"the training process crashed; its log is {spec.log_path}",
             )
         )
         code = EXIT_OOM if oom else EXIT_CRASH
@@ -100,11 +100,11 @@ class _Worker:
         self.outbox = outbox
         self.commands = commands
 
-    def emit(self, **message: Any) -> None:
+    def emit(self, message: WorkerMessage) -> None:
         self.outbox.put(message)
 
     def event(self, kind: str, message: str) -> None:
-        self.emit(kind="event", event=kind, message=message)
+        self.emit(Note(kind, message))
 
     def train(self) -> None:
         import lightning as L
@@ -127,7 +127,7 @@ class _Worker:
             warning = gpu_warning(Settings(device=spec.device))
             if warning:
                 self.event("warning", warning)
-        self.emit(kind="device", device=dataclasses.asdict(info))
+        self.emit(DeviceReport(info))
 
         built = build_project(spec.prepared.project, spec.batch_size)
         # hivemind puts the parameters in /dev/shm: a container's 64 MB default fails here, with the fix
@@ -170,13 +170,13 @@ class _Worker:
         precision = getattr(manifest, "precision", None)
         if precision:
             trainer_kwargs["precision"] = precision
-        self.emit(kind="state", state="connecting")
+        self.emit(StateChanged(State.CONNECTING))
         trainer = L.Trainer(**trainer_kwargs)
         try:
             built.fit(trainer)
         finally:
             reporter.close()
-        self.emit(kind="done", reason=reporter.stop_reason or "max_steps")
+        self.emit(Done(reporter.stop_reason or "max_steps"))
 
 
 def check_requirements(requirements: Any, accelerator: str, info: Any) -> None:

@@ -37,6 +37,8 @@ from volunteer.cli import main
 from volunteer.datadir import DataDir
 from volunteer.peers import peer_id_of
 from volunteer.project.peersources import parse_peer_lines
+from volunteer.protocol import CheckpointSaved, HostSwarm
+from volunteer.stats import LeaderboardEntry
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -249,10 +251,12 @@ def test_checkpoints_are_atomic_and_only_the_last_few_are_kept(tmp_path: Path) -
 def test_swarm_view_aggregates_the_leaderboard() -> None:
     now = time.time()
     view = SwarmView()
-    entry = {"peer_id": "a", "nickname": "alice", "samples": 100, "samples_per_second": 50.0, "last_seen": now}
-    stale = {"peer_id": "b", "nickname": "bob", "samples": 40, "samples_per_second": 9.0, "last_seen": now - 45}
-    view.update({"global_epoch": 3, "leaderboard": [entry, stale]})
-    view.update({"global_epoch": 4, "leaderboard": [{**entry, "samples": 80}]})  # records only ever grow
+    entry = LeaderboardEntry(peer_id="a", nickname="alice", samples=100, samples_per_second=50.0, last_seen=now)
+    stale = LeaderboardEntry(peer_id="b", nickname="bob", samples=40, samples_per_second=9.0, last_seen=now - 45)
+    view.update(HostSwarm(global_epoch=3, leaderboard=(entry, stale)))
+    view.update(
+        HostSwarm(global_epoch=4, leaderboard=(dataclasses.replace(entry, samples=80),))
+    )  # records only ever grow
     summary = view.summary()
     assert summary["global_epoch"] == 4 and summary["volunteers_training"] == 1
     assert summary["swarm_samples_per_second"] == 50.0
@@ -381,11 +385,11 @@ def test_checkpoints_are_uploaded_to_their_own_repository(hub: HubServer, tmp_pa
     host.event = lambda kind, message: events.append(f"[{kind}] {message}")  # type: ignore[method-assign]
     worker = threading.Thread(target=host._upload_loop, daemon=True)
     worker.start()
-    host._uploads.put({"path": str(tmp_path / "gone.pt"), "global_step": 6})
+    host._uploads.put(CheckpointSaved(str(tmp_path / "gone.pt"), 6))
     deadline = time.monotonic() + 20
     while not events and time.monotonic() < deadline:
         time.sleep(0.05)
-    host._uploads.put({"path": str(checkpoint), "global_step": 7})
+    host._uploads.put(CheckpointSaved(str(checkpoint), 7))
     while len(events) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     host._stop.set()

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
@@ -40,7 +40,20 @@ from volunteer.constants import ENV_PREFIX, env
 from volunteer.datadir import DataDir, atomic_write_json, safe_name
 from volunteer.errors import ConfigError, VolunteerError
 from volunteer.peers import parse_listen_addresses, parse_peers
+from volunteer.protocol import (
+    CheckpointSaved,
+    Command,
+    Done,
+    Failed,
+    HostSwarm,
+    Joined,
+    Note,
+    Ping,
+    Reachable,
+    WorkerMessage,
+)
 from volunteer.settings import ArgumentParser, Settings, add_run_options, parse_port, settings_from_namespace
+from volunteer.stats import LeaderboardEntry
 
 log = logging.getLogger(__name__)
 
@@ -96,38 +109,24 @@ class SwarmView:
     gradient_rounds: int = 0
     parameter_rounds: int = 0
     last_group_size: int = 0
-    leaderboard: list[dict[str, Any]] = field(default_factory=list)
+    leaderboard: tuple[LeaderboardEntry, ...] = ()
     seen: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Every volunteer seen since the host started, by peer id: nickname, samples (highest seen), last seen."""
-    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[CheckpointSaved] = field(default_factory=list)
 
-    def fresh(self, now: float | None = None) -> list[dict[str, Any]]:
+    def fresh(self, now: float | None = None) -> list[LeaderboardEntry]:
         now = time.time() if now is None else now
-        return [e for e in self.leaderboard if now - e["last_seen"] < FRESH_SECONDS]
+        return [e for e in self.leaderboard if now - e.last_seen < FRESH_SECONDS]
 
-    def update(self, message: dict[str, Any]) -> None:
-        for key in (
-            "global_epoch",
-            "state_epoch",
-            "num_peers",
-            "num_clients",
-            "samples_accumulated",
-            "target_batch_size",
-            "eta_next_step",
-            "averaging_rounds",
-            "gradient_rounds",
-            "parameter_rounds",
-            "last_group_size",
-            "leaderboard",
-        ):
-            if key in message:
-                setattr(self, key, message[key])
+    def update(self, report: HostSwarm) -> None:
+        for name in (f.name for f in fields(report)):
+            setattr(self, name, getattr(report, name))
         for entry in self.leaderboard:
-            known = self.seen.setdefault(entry["peer_id"], {"nickname": entry["nickname"], "samples": 0})
+            known = self.seen.setdefault(entry.peer_id, {"nickname": entry.nickname, "samples": 0})
             known.update(
-                nickname=entry["nickname"],
-                samples=max(known["samples"], entry["samples"]),
-                last_seen=max(known.get("last_seen", 0.0), entry["last_seen"]),
+                nickname=entry.nickname,
+                samples=max(known["samples"], entry.samples),
+                last_seen=max(known.get("last_seen", 0.0), entry.last_seen),
             )
 
     def summary(self) -> dict[str, Any]:
@@ -141,7 +140,7 @@ class SwarmView:
             "target_batch_size": self.target_batch_size,
             "eta_next_step": self.eta_next_step,
             "volunteers_training": len(fresh),
-            "swarm_samples_per_second": sum(e["samples_per_second"] for e in fresh),
+            "swarm_samples_per_second": sum(e.samples_per_second for e in fresh),
             "volunteers_seen": len(self.seen),
             "samples_seen": sum(v["samples"] for v in self.seen.values()),
             "averaging_rounds": self.averaging_rounds,
@@ -193,10 +192,10 @@ class Host:
         self._hard_stop = False
         self._signals = 0
         self._commands: Any = None
-        self._replies: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._replies: queue.Queue[Reachable] = queue.Queue()
         self._ping_ids = itertools.count(1)
         self._fatal: VolunteerError | None = None
-        self._uploads: queue.Queue[dict[str, Any]] = queue.Queue()
+        self._uploads: queue.Queue[CheckpointSaved] = queue.Queue()
 
     # -- output ----------------------------------------------------------------------------------------------
 
@@ -208,8 +207,8 @@ class Host:
         if self.out.json:
             self.out.write("status", "", **s)
             return
-        fresh = sorted(self.view.fresh(), key=lambda e: -e["samples"])
-        names = ", ".join(e["nickname"] for e in fresh[:5]) + (" ..." if len(fresh) > 5 else "")
+        fresh = sorted(self.view.fresh(), key=lambda e: -e.samples)
+        names = ", ".join(e.nickname for e in fresh[:5]) + (" ..." if len(fresh) > 5 else "")
         eta_seconds = s["eta_next_step"]
         eta = f", next step in {eta_seconds:.0f} s" if eta_seconds is not None and eta_seconds < 86400 else ""
         parts = [
@@ -336,7 +335,7 @@ class Host:
                 if self._fatal is not None and not self._stop.is_set():
                     self._stop.set()
                 if self._stop.is_set() and stop_sent is None:
-                    self._commands.put("stop")
+                    self._commands.put(Command.STOP)
                     stop_sent = now
                 if self._hard_stop or (stop_sent is not None and now - stop_sent > STOP_GRACE):
                     _kill_group(process.pid)
@@ -355,14 +354,13 @@ class Host:
             keeper.pause()
         return outcome if process.exitcode in (0, None) else f"{outcome}, exit status {process.exitcode}"
 
-    def _handle(self, message: dict[str, Any], keeper: PeersKeeper) -> str | None:
-        kind = message.get("kind")
-        if kind == "up":
+    def _handle(self, message: WorkerMessage, keeper: PeersKeeper) -> str | None:
+        if isinstance(message, Joined):
             from volunteer.authoring.peerlist import all_private, own_addresses
 
-            self.view.peer_id = message["peer_id"]
-            self.view.addresses = tuple(own_addresses(message["addresses"]))
-            joined = message["initial_peers"]
+            self.view.peer_id = message.peer_id
+            self.view.addresses = tuple(own_addresses(message.addresses))
+            joined = message.initial_peers
             how = f"joined through {joined} listed peer(s)" if joined else "no other peer listed: a new swarm"
             self.event(
                 "up", f"host peer {self.view.peer_id} is up ({how}); reachable at {' '.join(self.view.addresses)}"
@@ -374,26 +372,24 @@ class Host:
                     f"--announce-maddrs /ip4/<public IP>/tcp/{DEFAULT_PORT} (and forward that port)",
                 )
             keeper.resume()
-        elif kind == "swarm":
+        elif isinstance(message, HostSwarm):
             self.view.update(message)
-        elif kind == "event":
-            self.event(message["event"], message["message"])
-        elif kind == "reachable":
+        elif isinstance(message, Note):
+            self.event(message.kind, message.message)
+        elif isinstance(message, Reachable):
             self._replies.put(message)
-        elif kind == "checkpoint":
+        elif isinstance(message, CheckpointSaved):
             self.view.checkpoints = [*self.view.checkpoints, message][-10:]
-            self.event(
-                "checkpoint", f"saved the swarm's model at global step {message['global_step']}: {message['path']}"
-            )
+            self.event("checkpoint", f"saved the swarm's model at global step {message.global_step}: {message.path}")
             if self.options.checkpoint_repo:
                 self._uploads.put(message)
-        elif kind == "error":
-            if message.get("fatal"):
-                self._fatal = VolunteerError(message["message"], message.get("hint"))
+        elif isinstance(message, Failed):
+            if message.fatal:
+                self._fatal = VolunteerError(message.message, message.hint)
             else:
-                self.event("error", message["message"])
-            return message["message"]
-        elif kind == "done":
+                self.event("error", message.message)
+            return message.message
+        elif isinstance(message, Done):
             return "stopped"
         return None
 
@@ -402,15 +398,15 @@ class Host:
         if not addresses or self._commands is None:
             return {}
         request = next(self._ping_ids)
-        self._commands.put(("ping", request, list(addresses)))
+        self._commands.put(Ping(request, tuple(addresses)))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self._stop.is_set():
             try:
                 reply = self._replies.get(timeout=0.2)
             except queue.Empty:
                 continue
-            if reply.get("request") == request:
-                return dict(reply["answered"])
+            if reply.request == request:
+                return dict(reply.answered)
         return {}
 
     def swarm_json(self) -> dict[str, Any]:
@@ -424,9 +420,9 @@ class Host:
             "peers": list(self.peers),
             "peers_file": self.peers_file,
             "swarm": self.view.summary(),
-            "leaderboard": self.view.leaderboard,
+            "leaderboard": [asdict(e) for e in self.view.leaderboard],
             "volunteers_seen": self.view.seen,
-            "checkpoints": self.view.checkpoints,
+            "checkpoints": [asdict(c) for c in self.view.checkpoints],
         }
 
     def fail(self, error: VolunteerError) -> None:
@@ -450,8 +446,8 @@ class Host:
                 continue
             while not self._uploads.empty():  # only the newest matters
                 message = self._uploads.get_nowait()
-            if not Path(message["path"]).is_file():
-                self.event("warning", f"could not upload {message['path']} to {repo}: it was removed meanwhile")
+            if not Path(message.path).is_file():
+                self.event("warning", f"could not upload {message.path} to {repo}: it was removed meanwhile")
                 continue
             try:
                 if not created:
@@ -460,19 +456,19 @@ class Host:
                     created = True
                 with hub_errors(api, endpoint, repo, "upload a checkpoint to"):
                     commit = api.upload_file(
-                        path_or_fileobj=message["path"],
+                        path_or_fileobj=message.path,
                         path_in_repo="checkpoint.pt",
                         repo_id=repo,
                         commit_message=f"checkpoint of run {self.prepared.project.manifest.run_id} at global step "
-                        f"{message['global_step']}",
+                        f"{message.global_step}",
                     )
             except HubWriteError as e:
                 self.event("warning", f"{e.message} ({e.hint})")
                 continue
             except Exception as e:  # e.g. the file was pruned meanwhile: the next checkpoint is uploaded anyway
-                self.event("warning", f"could not upload {message['path']} to {repo}: {type(e).__name__}: {e}")
+                self.event("warning", f"could not upload {message.path} to {repo}: {type(e).__name__}: {e}")
                 continue
-            self.event("checkpoint", f"uploaded global step {message['global_step']} to {repo} at commit {commit.oid}")
+            self.event("checkpoint", f"uploaded global step {message.global_step} to {repo} at commit {commit.oid}")
 
     def _save_volunteers(self) -> None:
         """Everyone seen, in the data directory: the swarm's contributors, as this host saw them."""

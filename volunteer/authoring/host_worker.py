@@ -24,13 +24,28 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from volunteer.errors import SwarmError, VolunteerError
 from volunteer.project.loader import build_project
+from volunteer.protocol import (
+    CheckpointSaved,
+    Command,
+    Done,
+    ErrorCategory,
+    Failed,
+    HostSwarm,
+    Joined,
+    Note,
+    Ping,
+    Reachable,
+    WorkerMessage,
+)
+from volunteer.stats import LeaderboardEntry
 
 EXIT_OK = 0
 EXIT_CRASH = 1
@@ -81,16 +96,15 @@ def run_host_worker(spec: HostSpec, outbox: Any, commands: Any) -> None:
     try:
         worker.run()
     except VolunteerError as e:
-        outbox.put(dict(kind="error", fatal=not worker.up, message=e.message, hint=e.hint))
+        outbox.put(Failed(ErrorCategory.ERROR, e.message, e.hint, fatal=not worker.up))
         code = EXIT_ERROR
     except BaseException as e:
         traceback.print_exc()
         outbox.put(
-            dict(
-                kind="error",
-                fatal=False,
-                message=f"{type(e).__name__}: {e}".splitlines()[0][:500],
-                hint=f"the host's hivemind process crashed; its log is {spec.log_path}",
+            Failed(
+                ErrorCategory.CRASH,
+                f"{type(e).__name__}: {e}".splitlines()[0][:500],
+                f"the host's hivemind process crashed; its log is {spec.log_path}",
             )
         )
         code = EXIT_CRASH
@@ -135,15 +149,15 @@ class _HostWorker:
         self.saved_epoch: int | None = None
         self.last_checkpoint = time.monotonic()
         self.last_refresh = 0.0
-        self.entries: list[dict[str, Any]] = []
-        self.pings: queue.Queue[tuple[int, list[str]]] = queue.Queue()
+        self.entries: tuple[LeaderboardEntry, ...] = ()
+        self.pings: queue.Queue[Ping] = queue.Queue()
         self.counter = _AveragingCounter()
 
-    def emit(self, **message: Any) -> None:
+    def emit(self, message: WorkerMessage) -> None:
         self.outbox.put(message)
 
     def event(self, kind: str, message: str) -> None:
-        self.emit(kind="event", event=kind, message=message)
+        self.emit(Note(kind, message))
 
     # -- start -------------------------------------------------------------------------------------------------
 
@@ -179,7 +193,7 @@ class _HostWorker:
                 "check --host-maddrs (is the port free, or is another host using this --data-dir?) and the network",
             ) from e
         addresses = [str(a) for a in self.dht.get_visible_maddrs()]
-        self.emit(kind="up", peer_id=str(self.dht.peer_id), addresses=addresses, initial_peers=len(initial))
+        self.emit(Joined(str(self.dht.peer_id), tuple(addresses), initial_peers=len(initial)))
         self.up = True
 
         logging.getLogger("hivemind").addHandler(self.counter)
@@ -282,10 +296,10 @@ class _HostWorker:
                 command = self.commands.get_nowait()
             except queue.Empty:
                 return
-            if command == "stop":
+            if command == Command.STOP:
                 self.stop.set()
-            elif isinstance(command, tuple) and command[0] == "ping":
-                self.pings.put((command[1], list(command[2])))
+            elif isinstance(command, Ping):
+                self.pings.put(command)
 
     def _refresh_state(self) -> None:
         """Download the swarm's state (an auxiliary peer takes part in averaging but does not receive the result)."""
@@ -337,7 +351,7 @@ class _HostWorker:
             self.event("warning", f"could not save a checkpoint in {spec.checkpoint_dir}: {e.strerror or e}")
             return
         self.saved_epoch = self.state_epoch
-        self.emit(kind="checkpoint", path=str(path), global_step=self.state_epoch)
+        self.emit(CheckpointSaved(str(path), self.state_epoch))
 
     def _report(self) -> None:
         from hivemind.utils.timed_storage import get_dht_time
@@ -345,19 +359,20 @@ class _HostWorker:
         progress = self.opt.tracker.global_progress
         eta = progress.eta_next_epoch - get_dht_time()
         self.emit(
-            kind="swarm",
-            global_epoch=max(progress.epoch, self.opt.local_epoch),
-            state_epoch=self.state_epoch,
-            num_peers=progress.num_peers,
-            num_clients=progress.num_clients,
-            samples_accumulated=progress.samples_accumulated,
-            target_batch_size=progress.target_batch_size,
-            eta_next_step=max(0.0, eta) if math.isfinite(eta) else None,
-            averaging_rounds=self.counter.total,
-            gradient_rounds=self.counter.rounds["gradients"],
-            parameter_rounds=self.counter.rounds["parameters"],
-            last_group_size=max(self.counter.groups.values()),
-            leaderboard=self.entries,
+            HostSwarm(
+                global_epoch=max(progress.epoch, self.opt.local_epoch),
+                state_epoch=self.state_epoch,
+                num_peers=progress.num_peers,
+                num_clients=progress.num_clients,
+                samples_accumulated=progress.samples_accumulated,
+                target_batch_size=progress.target_batch_size,
+                eta_next_step=max(0.0, eta) if math.isfinite(eta) else None,
+                averaging_rounds=self.counter.total,
+                gradient_rounds=self.counter.rounds["gradients"],
+                parameter_rounds=self.counter.rounds["parameters"],
+                last_group_size=max(self.counter.groups.values()),
+                leaderboard=self.entries,
+            )
         )
 
     # -- the swarm, off the loop: leaderboard records and pings ------------------------------------------------
@@ -369,20 +384,19 @@ class _HostWorker:
         last = 0.0
         while not self.stop.is_set():
             try:
-                request, addresses = self.pings.get(timeout=0.2)
+                ping = self.pings.get(timeout=0.2)
             except queue.Empty:
                 pass
             else:
-                answered = self._ping(addresses)
-                self.emit(kind="reachable", request=request, answered=answered)
+                self.emit(Reachable(ping.request, self._ping(ping.addresses)))
             if time.monotonic() - last >= self.spec.leaderboard_interval:
                 last = time.monotonic()
                 with contextlib.suppress(Exception):  # the DHT may be busy or shutting down: try again later
                     found = self.dht.get(key, latest=True)
                     board = parse_entries(found.value if found is not None else None, "")
-                    self.entries = [asdict(e) for e in board.entries]
+                    self.entries = board.entries
 
-    def _ping(self, addresses: list[str]) -> dict[str, bool]:
+    def _ping(self, addresses: Sequence[str]) -> dict[str, bool]:
         from volunteer.authoring.peerlist import group_by_peer
 
         targets = [
@@ -403,7 +417,7 @@ class _HostWorker:
             self.opt.shutdown()
         with contextlib.suppress(Exception):
             self.dht.shutdown()
-        self.emit(kind="done")
+        self.emit(Done("stopped"))
 
 
 async def _ping_peers(_dht: Any, node: Any, targets: list[tuple[str, list[str]]], timeout: float) -> dict[str, bool]:

@@ -15,10 +15,8 @@ import collections
 import contextlib
 import dataclasses
 import logging
-import multiprocessing
 import os
 import queue
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -42,16 +40,13 @@ from volunteer.protocol import (
 )
 from volunteer.settings import Settings
 from volunteer.stats import Command, ErrorInfo, Event, ProjectInfo, Snapshot, State
+from volunteer.supervisor import Backoff, StopSignals, WorkerProcess
 from volunteer.transfer import TransferMeter, repeating
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE = 7.5
-"""Seconds a training process gets to leave the swarm cleanly before its process group is killed."""
-MAX_BACKOFF = 60.0
 MAX_RESTARTS = 5
 """Failed training processes in a row (without a healthy run between them) before the session gives up."""
-HEALTHY_RUN = 600.0
 SNAPSHOT_INTERVAL = 0.5
 LOG_INTERVAL = 10.0
 LEDGER_INTERVAL = 1.0
@@ -93,8 +88,7 @@ class Session:
         self._publish_lock = threading.Lock()
         self._commands: queue.Queue[Command] = queue.Queue()
         self._stop_requested = False
-        self._hard_stop = False
-        self._signals = 0
+        self._signals = StopSignals(self._on_signal)
         self._trusted = threading.Event()
         self.prepared: Any = None
         self.ledger: LedgerFile | None = None
@@ -126,7 +120,7 @@ class Session:
 
     def run(self) -> int:
         """Prepare the project and contribute until stopped; returns the exit status."""
-        self._install_signal_handlers()
+        self._signals.install()
         from volunteer.control_token import new_token, remove_token, take_token_from_env
         from volunteer.status_server import StatusServer
 
@@ -216,7 +210,7 @@ class Session:
         self._publish(state=State.WAITING_FOR_CONSENT, project=project.info())
         self.event("consent", f"waiting for consent to run the code of {project.repo}")
         while not self._trusted.is_set():
-            self._drain_commands(worker_commands=None)
+            self._drain_commands(None)
             if self._stop_requested:
                 return False
             time.sleep(0.1)
@@ -227,15 +221,15 @@ class Session:
         peers = tuple(self.prepared.peers.addresses)
         batch_size = self.settings.batch_size
         restarts = 0
-        backoff = 1.0
+        backoff = Backoff()
         deadline = time.monotonic() + self.settings.duration if self.settings.duration else None
         while True:
             if self._stop_requested:
                 return 0
             started = time.monotonic()
             outcome = self._run_worker(peers, batch_size, deadline)
-            if time.monotonic() - started > HEALTHY_RUN:
-                restarts, backoff = 0, 1.0  # a failure after a long good run starts the count afresh
+            if backoff.ran(time.monotonic() - started):
+                restarts = 0  # a failure after a long good run starts the count afresh
             if isinstance(outcome, Done) or self._stop_requested:
                 self._set_state(State.STOPPED)
                 session = self._session()
@@ -250,9 +244,9 @@ class Session:
                 self.reconnects += 1
                 self._reconnecting = True
                 self._publish(state=State.RECONNECTING, last_error=ErrorInfo(outcome.message, outcome.hint))
-                self.event("reconnecting", f"no peer reachable; retrying in {backoff:.0f} s ({outcome.message})")
-                self._sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                wait = backoff.next()
+                self.event("reconnecting", f"no peer reachable; retrying in {wait:.0f} s ({outcome.message})")
+                self._sleep(wait)
                 peers = self._recollect_peers(peers)
                 continue
             if outcome.category == ErrorCategory.ERROR:
@@ -268,12 +262,12 @@ class Session:
                     f"see the training log {self._worker_log()}; if the project is at fault, tell its authors",
                 )
             self._publish(state=State.STARTING, last_error=ErrorInfo(outcome.message, outcome.hint))
+            wait = backoff.next()
             self.event(
                 "restarting",
-                f"training process failed ({outcome.message}); restart {restarts} of {MAX_RESTARTS} in {backoff:.0f} s",
+                f"training process failed ({outcome.message}); restart {restarts} of {MAX_RESTARTS} in {wait:.0f} s",
             )
-            self._sleep(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF)
+            self._sleep(wait)
 
     def _recollect_peers(self, previous: tuple[str, ...]) -> tuple[str, ...]:
         """Re-read the peer sources (flag, environment, project file, URL, cache); keep ``previous`` on failure.
@@ -305,8 +299,6 @@ class Session:
             steps_left = self.settings.max_steps - self._folded.steps
             if steps_left <= 0:
                 return Done()
-        ctx = multiprocessing.get_context("spawn")
-        outbox, commands = ctx.Queue(), ctx.Queue()
         spec = WorkerSpec(
             prepared=self.prepared,
             device=self.settings.device,
@@ -326,46 +318,28 @@ class Session:
         )
         if self._snapshot.state != State.RECONNECTING:
             self._set_state(State.CONNECTING)
-        process = ctx.Process(target=run_worker, args=(spec, outbox, commands), name="volunteer-worker")
-        process.start()
+        worker = WorkerProcess(run_worker, spec, "volunteer-worker")
         self._current, self._pending = Counters(), 0
         self._publish(transfer=None)  # a download the last worker had under way ended with it
         outcome: Outcome | None = None
-        stop_sent_at: float | None = None
-        failed_at: float | None = None
+
+        def on_message(message: WorkerMessage) -> None:
+            nonlocal outcome
+            outcome = self._handle(message, peers) or outcome
+
+        def tick() -> bool:
+            self._drain_commands(worker)
+            if deadline is not None and time.monotonic() >= deadline and not self._stop_requested:
+                self.event("stopping", "the --duration is over")
+                self._stop_requested = True
+            if self._stop_requested:
+                self._set_state(State.STOPPING)
+            self._tick()
+            return self._stop_requested
+
         try:
-            while True:
-                try:
-                    message = outbox.get(timeout=0.2)
-                except queue.Empty:
-                    message = None
-                if message is not None:
-                    outcome = self._handle(message, peers) or outcome
-                    if isinstance(outcome, Failed) and failed_at is None:
-                        failed_at = time.monotonic()  # the worker exits right after reporting
-                self._drain_commands(commands)
-                now = time.monotonic()
-                if deadline is not None and now >= deadline and not self._stop_requested:
-                    self.event("stopping", "the --duration is over")
-                    self._stop_requested = True
-                if self._stop_requested and stop_sent_at is None:
-                    self._set_state(State.STOPPING)
-                    commands.put(Command.STOP)
-                    stop_sent_at = now
-                if (
-                    self._hard_stop
-                    or (stop_sent_at is not None and now - stop_sent_at > STOP_GRACE)
-                    or (failed_at is not None and now - failed_at > STOP_GRACE)
-                ):
-                    _kill_group(process.pid)
-                if not process.is_alive():
-                    for message in _drain(outbox):
-                        outcome = self._handle(message, peers) or outcome
-                    break
-                self._tick()
+            worker.supervise(on_message, tick, lambda: self._signals.hard)
         finally:
-            _kill_group(process.pid)  # hivemind's helpers, if the worker left any behind
-            process.join(timeout=5)
             self._folded = self._folded + dataclasses.replace(
                 self._current, local_only_samples=self._current.local_only_samples + self._pending
             )
@@ -376,7 +350,7 @@ class Session:
                 return Done("stopped")
             return Failed(
                 ErrorCategory.CRASH,
-                f"the training process exited with status {process.exitcode}",
+                f"the training process exited with status {worker.exitcode}",
                 f"see the training log {self._worker_log()}",
             )
         if isinstance(outcome, Failed) and self._stop_requested:
@@ -548,7 +522,7 @@ class Session:
 
     # -- commands and signals ---------------------------------------------------------------------------
 
-    def _drain_commands(self, worker_commands: Any) -> None:
+    def _drain_commands(self, worker: WorkerProcess | None) -> None:
         while True:
             try:
                 command = self._commands.get_nowait()
@@ -558,8 +532,8 @@ class Session:
                 self._trusted.set()
             elif command == Command.STOP:
                 self._stop_requested = True
-            elif worker_commands is not None:
-                worker_commands.put(command)
+            elif worker is not None:
+                worker.send(command)
 
     def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -568,21 +542,9 @@ class Session:
             self._publish()
             time.sleep(0.1)
 
-    def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def handle(signum: int, frame: Any) -> None:
-            self._signals += 1
-            if self._signals == 1:
-                self._stop_requested = True
-                self._trusted.set()
-            else:
-                self._hard_stop = True
-                self._stop_requested = True
-
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
+    def _on_signal(self) -> None:
+        self._stop_requested = True
+        self._trusted.set()  # a consent question waiting for an answer gets none
 
     def _nickname(self) -> str:
         if self.settings.name:
@@ -591,21 +553,6 @@ class Session:
 
     def _worker_log(self) -> str:
         return str(self.data_dir.root / "logs" / "training.log")
-
-
-def _drain(q: Any) -> list[WorkerMessage]:
-    messages = []
-    with contextlib.suppress(Exception):
-        while True:
-            messages.append(q.get(timeout=0.05))
-    return messages
-
-
-def _kill_group(pid: int | None) -> None:
-    if pid is None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
 
 
 def run_session(settings: Settings, data_dir: DataDir, *, interactive: bool = False) -> int:

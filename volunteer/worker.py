@@ -1,32 +1,23 @@
 """The training process: one ``Trainer.fit`` with ``HivemindStrategy``, reporting to the supervisor.
 
-It runs in a process (and process group) of its own, started with the ``spawn`` method, so that the
-supervisor can restart it after a crash, shrink its batch after a CUDA out-of-memory error, and kill
+It runs in a process (and process group) of its own, started by :mod:`volunteer.supervisor`, so that the
+session can restart it after a crash, shrink its batch after a CUDA out-of-memory error, and kill
 everything hivemind started (DHT, averagers, ``p2pd``) with one signal. Messages to the supervisor and
 commands from it are the typed ones of :mod:`volunteer.protocol`.
 """
 
 from __future__ import annotations
 
-import logging
-import multiprocessing
-import os
-import signal
-import sys
-import threading
-import time
-import traceback
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from volunteer.constants import drop_hub_token
 from volunteer.errors import ConfigError, SwarmError, VolunteerError
-from volunteer.logfiles import open_append_fd
 from volunteer.project.loader import build_project
 from volunteer.protocol import DeviceReport, Done, ErrorCategory, Failed, Note, StateChanged, WorkerMessage
 from volunteer.stats import State
+from volunteer.supervisor import run_worker_body
 
-EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_ERROR = 3
 EXIT_OOM = 4
@@ -60,38 +51,19 @@ class WorkerSpec:
 
 def run_worker(spec: WorkerSpec, outbox: Any, commands: Any) -> None:
     """Process entry point."""
-    os.setsid()  # our own process group: the supervisor kills hivemind's helpers with us
-    drop_hub_token()  # the project's code runs here, and the download is done
-    # a spawned process inherits the "spawn" start method, but hivemind forks its DHT and averagers
-    multiprocessing.set_start_method("fork", force=True)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which tells us to stop
-    redirect_output(spec.log_path)
-    watch_parent(spec.parent_pid)
-    code = EXIT_OK
-    try:
-        _Worker(spec, outbox, commands).train()
-    except VolunteerError as e:
+    train = _Worker(spec, outbox, commands).train
+    run_worker_body(spec.parent_pid, spec.log_path, outbox, train, partial(_failure, spec.log_path))
+
+
+def _failure(log_path: str, e: BaseException) -> tuple[Failed, int]:
+    """The message and exit status for what training raised: the supervisor retries, restarts or stops on it."""
+    if isinstance(e, VolunteerError):
         category = ErrorCategory.UNREACHABLE if isinstance(e, SwarmError) else ErrorCategory.ERROR
-        outbox.put(Failed(category, e.message, e.hint))
-        code = EXIT_ERROR
-    except BaseException as e:
-        traceback.print_exc()
-        oom = _is_out_of_memory(e)
-        outbox.put(
-            Failed(
-                ErrorCategory.OOM if oom else ErrorCategory.CRASH,
-                f"{type(e).__name__}: {e}".splitlines()[0][:500],
-                None if oom else f"the training process crashed; its log is {spec.log_path}",
-            )
-        )
-        code = EXIT_OOM if oom else EXIT_CRASH
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    outbox.close()
-    outbox.join_thread()
-    # hivemind can leave non-daemon threads behind after a failure; the supervisor reaps our group
-    os._exit(code)
+        return Failed(category, e.message, e.hint), EXIT_ERROR
+    message = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+    if _is_out_of_memory(e):
+        return Failed(ErrorCategory.OOM, message), EXIT_OOM
+    return Failed(ErrorCategory.CRASH, message, f"the training process crashed; its log is {log_path}"), EXIT_CRASH
 
 
 class _Worker:
@@ -200,25 +172,3 @@ def check_requirements(requirements: Any, accelerator: str, info: Any) -> None:
 def _is_out_of_memory(error: BaseException) -> bool:
     text = f"{type(error).__name__}: {error}"
     return "OutOfMemoryError" in text or "CUDA out of memory" in text
-
-
-def redirect_output(log_path: str) -> None:
-    """Training noise (Lightning, hivemind, p2pd) goes to a log file, not into the volunteer's console."""
-    fd = open_append_fd(log_path)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-def watch_parent(parent_pid: int) -> None:
-    """If the supervisor dies (even by kill -9), take this process group down with it: no orphans."""
-
-    def watch() -> None:
-        while True:
-            if os.getppid() != parent_pid:
-                os.killpg(os.getpgrp(), signal.SIGKILL)
-            time.sleep(0.5)
-
-    threading.Thread(target=watch, name="volunteer-parent-watch", daemon=True).start()

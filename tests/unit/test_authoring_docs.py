@@ -10,7 +10,7 @@ import pytest
 
 from tests.support.projects import isolate_environment
 from volunteer.authoring import check, init, publish
-from volunteer.authoring.host import parse_host_args
+from volunteer.authoring.host_options import parse_host_args
 from volunteer.settings import parse_run_args
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "authors.md"

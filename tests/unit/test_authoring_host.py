@@ -23,7 +23,11 @@ from tests.support.hubserver import HubRepo, HubServer
 from tests.support.projects import PEER_A, PEER_B, PEER_C, assert_user_error, isolate_environment
 from volunteer.authoring.checkpoints import checkpoint_name, list_checkpoints, load_checkpoint, save_checkpoint
 from volunteer.authoring.errors import HubWriteError
-from volunteer.authoring.host import Host, PeersKeeper, SwarmView, _HostServer, parse_host_args
+from volunteer.authoring.host_options import parse_host_args
+from volunteer.authoring.host_peers import PeersKeeper
+from volunteer.authoring.host_server import HostServer
+from volunteer.authoring.host_supervisor import Host
+from volunteer.authoring.host_view import SwarmView
 from volunteer.authoring.hubwrite import hub_api
 from volunteer.authoring.init import create_project
 from volunteer.authoring.peerlist import (
@@ -148,7 +152,7 @@ class _FakeHost:
         self.events: list[str] = []
         self.answers = answers
         self.pinged: list[list[str]] = []
-        self._stop = threading.Event()
+        self.stopping = threading.Event()
 
     def ping(self, addresses: list[str]) -> dict[str, bool]:
         self.pinged.append(list(addresses))
@@ -276,7 +280,7 @@ def _get(url: str) -> tuple[int, str, str]:
 
 def test_peers_and_swarm_endpoints() -> None:
     fake = SimpleNamespace(peers=(), view=SwarmView(), swarm_json=lambda: {"peers": list(fake.peers)})
-    server = _HostServer(fake, "127.0.0.1", 0).start()  # type: ignore[arg-type]
+    server = HostServer(fake, "127.0.0.1", 0).start()  # type: ignore[arg-type]
     try:
         base = f"http://127.0.0.1:{server.port}"
         assert _get(base + "/peers")[0] == 503 and _get(base + "/healthz")[0] == 503
@@ -392,7 +396,7 @@ def test_checkpoints_are_uploaded_to_their_own_repository(hub: HubServer, tmp_pa
     host._uploads.put(CheckpointSaved(str(checkpoint), 7))
     while len(events) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    host._stop.set()
+    host.stopping.set()
     worker.join(timeout=5)
     repo = hub.repos["lab/spirals-ckpt"]
     assert repo.files()["checkpoint.pt"] == b"weights"

@@ -1,7 +1,8 @@
 """The host's hivemind process: a DHT with a fixed identity and an auxiliary ``hivemind.Optimizer``.
 
-It runs in a process (and process group) of its own, started with ``spawn`` by :mod:`volunteer.authoring.host`,
-which can then kill everything hivemind started with one signal, as the client's supervisor does.
+It runs in a process (and process group) of its own, started by :mod:`volunteer.authoring.host_supervisor` through
+:mod:`volunteer.supervisor` (as the client's training process is), which can kill everything hivemind started with
+one signal.
 
 An auxiliary optimizer computes nothing: each ``step()`` joins the swarm's averaging rounds as a reducer
 (``Averaged gradients with N peers`` in its log). It does not receive the averaged parameters, so after every
@@ -15,15 +16,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import multiprocessing
-import os
 import queue
 import re
-import signal
-import sys
 import threading
 import time
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -46,8 +42,8 @@ from volunteer.protocol import (
     WorkerMessage,
 )
 from volunteer.stats import LeaderboardEntry
+from volunteer.supervisor import run_worker_body
 
-EXIT_OK = 0
 EXIT_CRASH = 1
 EXIT_ERROR = 3
 STATE_PRIORITY_OFFSET = 0.5
@@ -81,39 +77,17 @@ class HostSpec:
 
 
 def run_host_worker(spec: HostSpec, outbox: Any, commands: Any) -> None:
-    """Process entry point."""
-    from volunteer.constants import drop_hub_token
-    from volunteer.worker import redirect_output, watch_parent
-
-    os.setsid()  # a process group of our own: the supervisor kills hivemind's helpers with us
-    drop_hub_token()  # the project's code runs here; the host's own process keeps the token for its uploads
-    multiprocessing.set_start_method("fork", force=True)  # hivemind forks its DHT and averagers
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C and tells us to stop
-    redirect_output(spec.log_path)
-    watch_parent(spec.parent_pid)
-    code = EXIT_OK
+    """Process entry point (the host's process keeps the Hub token for its uploads; this one drops it)."""
     worker = _HostWorker(spec, outbox, commands)
-    try:
-        worker.run()
-    except VolunteerError as e:
-        outbox.put(Failed(ErrorCategory.ERROR, e.message, e.hint, fatal=not worker.up))
-        code = EXIT_ERROR
-    except BaseException as e:
-        traceback.print_exc()
-        outbox.put(
-            Failed(
-                ErrorCategory.CRASH,
-                f"{type(e).__name__}: {e}".splitlines()[0][:500],
-                f"the host's hivemind process crashed; its log is {spec.log_path}",
-            )
-        )
-        code = EXIT_CRASH
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    outbox.close()
-    outbox.join_thread()
-    os._exit(code)  # hivemind may leave non-daemon threads; the supervisor reaps our process group
+    run_worker_body(spec.parent_pid, spec.log_path, outbox, worker.run, partial(_failure, worker))
+
+
+def _failure(worker: _HostWorker, e: BaseException) -> tuple[Failed, int]:
+    if isinstance(e, VolunteerError):  # before the DHT is up, a restart would fail the same way
+        return Failed(ErrorCategory.ERROR, e.message, e.hint, fatal=not worker.up), EXIT_ERROR
+    message = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+    hint = f"the host's hivemind process crashed; its log is {worker.spec.log_path}"
+    return Failed(ErrorCategory.CRASH, message, hint), EXIT_CRASH
 
 
 class _AveragingCounter(logging.Handler):

@@ -9,7 +9,6 @@ the check that needs them, so a broken one is reported instead of stopping the o
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import errno
 import json
@@ -22,17 +21,23 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from volunteer import __version__
+from volunteer import __version__, device
 from volunteer.constants import env
 from volunteer.datadir import DataDir
+from volunteer.device import Gpu, running_in_container
 from volunteer.errors import DataDirError, TrustError, VolunteerError
 from volunteer.peers import split_addresses
+from volunteer.project.hub import hub_url
+from volunteer.project.requirements import UPGRADE_HINT, client_too_old, gpu_missing, gpu_too_small
 from volunteer.settings import ArgumentParser, Settings, add_run_options, settings_from_namespace
+
+if TYPE_CHECKING:
+    from volunteer.project import PreparedProject
+    from volunteer.project.manifest import Requirements
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 STATUSES = (OK, WARN, FAIL, SKIP)
@@ -43,19 +48,8 @@ MIN_FREE_BYTES = 1 * GIB
 LOW_FREE_BYTES = 10 * GIB
 """Below this a project with a dataset or large model may run out of room: warn."""
 DEFAULT_TIMEOUT = 5.0
-DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
 DOCTOR_OPTIONS = ("project", "data_dir", "endpoint", "device", "host_maddrs", "client_mode", "status_port")
 """The run flags whose values doctor checks; they read the same ``VOLUNTEER_*`` variables as a run."""
-
-GPU_FIX_DOCKER = (
-    "install the NVIDIA driver and the NVIDIA Container Toolkit on the host, then start the container with "
-    "--gpus all (one GPU: --gpus '\"device=0\"'); 'docker run --rm --gpus all volunteer doctor' shows the result"
-)
-GPU_FIX_HOST = (
-    "to train on an NVIDIA GPU, run the Docker image with 'docker run --gpus all ...' (needs the NVIDIA driver and "
-    "the NVIDIA Container Toolkit), or install the NVIDIA driver and a CUDA build of PyTorch "
-    "(https://pytorch.org/get-started/locally/); 'nvidia-smi' must list the GPU"
-)
 
 
 @dataclass(frozen=True)
@@ -74,14 +68,6 @@ class CheckResult:
             raise ValueError(f"unknown check status {self.status!r}")
 
 
-@dataclass(frozen=True)
-class Gpu:
-    index: int
-    name: str
-    total_bytes: int
-    free_bytes: int | None = None
-
-
 @dataclass
 class Context:
     """What the checks share: the settings being checked and facts found by earlier checks."""
@@ -93,17 +79,12 @@ class Context:
     """GPUs PyTorch can use, filled in by the gpu check (None: not known)."""
     data_dir: DataDir | None = None
     """The data directory once the data-dir check found it usable."""
-    prepared: Any = None
+    prepared: PreparedProject | None = None
     """The project, once the project check loaded it (consent given)."""
 
 
-def running_in_container() -> bool:
-    """Whether this process runs inside a Docker (or Podman) container."""
-    return Path("/.dockerenv").exists() or Path("/run/.containerenv").exists() or env("container") is not None
-
-
 def gpu_fix(ctx: Context) -> str:
-    return GPU_FIX_DOCKER if ctx.in_container else GPU_FIX_HOST
+    return device.gpu_fix(ctx.in_container)
 
 
 def _gib(n: float) -> str:
@@ -116,42 +97,30 @@ def _gib(n: float) -> str:
 def check_gpu(ctx: Context) -> CheckResult:
     """A GPU visible to PyTorch, and its memory."""
     try:
-        import torch
+        import torch  # noqa: F401 - whether PyTorch imports at all
     except ImportError as e:
         return CheckResult(
             "gpu", FAIL, f"PyTorch cannot be imported: {e}", "reinstall volunteer: pip install volunteer"
         )
-    if not torch.cuda.is_available():
+    gpus = device.probe_gpus()
+    if not gpus:
         ctx.gpus = []
-        build = "" if torch.version.cuda else f" (PyTorch {torch.__version__} is a CPU-only build)"
-        fix = gpu_fix(ctx)
-        if ctx.in_container and not torch.version.cuda:
-            fix = (
-                "this image's PyTorch has no CUDA: it was built on a CPU base (the arm64 PyTorch image, or "
-                "docker/build-cpu-base.sh); build it on linux/amd64 with the Dockerfile's default BASE_IMAGE"
-            )
-        return CheckResult("gpu", WARN, f"no GPU visible: training will run on CPU{build}", fix)
-    gpus = []
-    for index in range(torch.cuda.device_count()):
-        props = torch.cuda.get_device_properties(index)
-        free: int | None = None
-        with contextlib.suppress(RuntimeError):
-            free, _ = torch.cuda.mem_get_info(index)
-        gpus.append(Gpu(index, props.name, int(props.total_memory), free))
+        detail, fix = device.no_gpu(ctx.in_container)
+        return CheckResult("gpu", WARN, detail, fix)
     ctx.gpus = gpus
     listing = "; ".join(
         f"cuda:{g.index} {g.name}, {_gib(g.total_bytes)}" + (f" ({_gib(g.free_bytes)} free)" if g.free_bytes else "")
         for g in gpus
     )
-    device = ctx.settings.device
-    if device.startswith("cuda:") and int(device.split(":")[1]) >= len(gpus):
+    setting = ctx.settings.device
+    if setting.startswith("cuda:") and int(setting.split(":")[1]) >= len(gpus):
         return CheckResult(
             "gpu",
             FAIL,
-            f"--device {device} asked for, but PyTorch sees {len(gpus)} GPU(s): {listing}",
+            f"--device {setting} asked for, but PyTorch sees {len(gpus)} GPU(s): {listing}",
             f"choose one of cuda:0..cuda:{len(gpus) - 1}, or leave --device at auto",
         )
-    if device == "cpu":
+    if setting == "cpu":
         return CheckResult("gpu", WARN, f"--device cpu: training will not use the GPU(s) found: {listing}", None)
     busy = [g for g in gpus if g.free_bytes is not None and g.free_bytes < 0.5 * g.total_bytes]
     if busy:
@@ -163,19 +132,6 @@ def check_gpu(ctx: Context) -> CheckResult:
             "(in Docker: --gpus '\"device=N\"')",
         )
     return CheckResult("gpu", OK, listing)
-
-
-def gpu_warning(settings: Settings) -> str | None:
-    """The warning a run should log when it will train on CPU for want of a GPU; None when a GPU is there.
-
-    For the client's start-up, so that ``docker run`` without ``--gpus`` says why it is slow and how to fix it.
-    """
-    if settings.device == "cpu":
-        return None
-    result = check_gpu(Context(settings=settings, in_container=running_in_container()))
-    if result.status == WARN and result.detail.startswith("no GPU visible"):
-        return f"{result.detail}. To use a GPU: {result.fix}"
-    return None
 
 
 def _driver_cuda_version() -> tuple[int, int] | None:
@@ -266,21 +222,13 @@ def check_data_dir(ctx: Context) -> CheckResult:
 
 
 def project_uses_hub(project: str) -> bool:
-    """Whether a project id names a Hub repository (org/name[@rev]) rather than the demo or a local folder."""
-    if project == "demo" or project.startswith((".", "/", "~")) or Path(project).expanduser().exists():
-        return False
-    return project.count("/") == 1
+    """Whether a project id names a Hub repository (org/name[@rev]), as the project loader reads it."""
+    from volunteer.project.ids import parse_project_id
 
-
-def hub_endpoint(settings: Settings) -> str:
-    """``--endpoint``, else huggingface_hub's own (``HF_ENDPOINT`` or the public Hub)."""
-    if settings.endpoint:
-        return settings.endpoint.rstrip("/")
     try:
-        from huggingface_hub import constants
-    except ImportError:
-        return (env("HF_ENDPOINT") or DEFAULT_HUB_ENDPOINT).rstrip("/")
-    return str(constants.ENDPOINT).rstrip("/")
+        return parse_project_id(project).kind == "hub"
+    except VolunteerError:
+        return False  # the project check says what is wrong with it
 
 
 def check_hub(ctx: Context) -> CheckResult:
@@ -289,7 +237,7 @@ def check_hub(ctx: Context) -> CheckResult:
     needed = project_uses_hub(project)
     if (env("HF_HUB_OFFLINE") or "").strip().lower() in ("1", "true", "yes", "on"):
         return CheckResult("hub", SKIP, "HF_HUB_OFFLINE is set: projects load from the cache only")
-    endpoint = hub_endpoint(ctx.settings)
+    endpoint = hub_url(ctx.settings.endpoint)
     start = time.monotonic()
     try:
         with urllib.request.urlopen(urllib.request.Request(endpoint + "/", method="HEAD"), timeout=ctx.timeout):
@@ -315,47 +263,21 @@ def check_hub(ctx: Context) -> CheckResult:
     return CheckResult("hub", OK, f"{endpoint} answered in {elapsed:.0f} ms{code}")
 
 
-def _requirement(requirements: Any, name: str) -> Any:
-    if isinstance(requirements, Mapping):
-        return requirements.get(name)
-    return getattr(requirements, name, None)
-
-
-def _gpu_policy(value: Any) -> str:
-    """A manifest's ``gpu`` requirement as required, optional or none."""
-    if value is True:
-        return "required"
-    if value is False:
-        return "none"
-    text = str(getattr(value, "value", value) or "optional").strip().lower()
-    return text if text in ("required", "optional", "none") else "optional"
-
-
-def _project_loader() -> Callable[[Context], Any] | None:
-    """``prepare_project`` from the project loader, or None in a version that has none yet."""
-    try:
-        from volunteer.project import prepare_project
-    except ModuleNotFoundError as e:
-        if e.name == "volunteer.project":
-            return None
-        raise
-    return lambda ctx: prepare_project(ctx.settings, ctx.data_dir)
-
-
-def check_project(ctx: Context, load: Callable[[Context], Any] | None = None) -> CheckResult:
+def check_project(ctx: Context, load: Callable[[Context], PreparedProject] | None = None) -> CheckResult:
     """The project's manifest requirements (GPU, GPU memory, client version) are met by this machine.
 
     Args:
         ctx: the shared context; the gpu and data-dir checks must have run.
-        load: returns the prepared project (its ``project.manifest.requirements``); by default the project
-            loader's ``prepare_project(settings, data_dir)``.
+        load: returns the prepared project; by default ``prepare_project(settings, data_dir)``.
     """
     project = ctx.settings.project
     if ctx.data_dir is None:
         return CheckResult("project", SKIP, f"project {project!r} not checked: the data directory is unusable")
-    load = load or _project_loader()
     if load is None:
-        return CheckResult("project", SKIP, "this volunteer version has no project loader to check with")
+        from volunteer.project import prepare_project
+
+        data_dir = ctx.data_dir
+        load = lambda ctx: prepare_project(ctx.settings, data_dir)  # noqa: E731
     try:
         prepared = load(ctx)
     except TrustError as e:
@@ -363,53 +285,39 @@ def check_project(ctx: Context, load: Callable[[Context], Any] | None = None) ->
     except VolunteerError as e:
         return CheckResult("project", FAIL, f"project {project!r}: {e.message}", e.hint)
     ctx.prepared = prepared
-    requirements = getattr(getattr(getattr(prepared, "project", None), "manifest", None), "requirements", None)
-    if requirements is None:
-        return CheckResult("project", OK, f"project {project!r} loads and declares no requirements")
-    return _judge_requirements(ctx, project, requirements)
+    return _judge_requirements(ctx, project, prepared.project.manifest.requirements)
 
 
-def _judge_requirements(ctx: Context, project: str, requirements: Any) -> CheckResult:
-    from packaging.version import InvalidVersion, Version
-
+def _judge_requirements(ctx: Context, project: str, requirements: Requirements) -> CheckResult:
     met: list[str] = []
-    min_version = _requirement(requirements, "min_client_version")
+    min_version = requirements.min_client_version
+    if client_too_old(requirements):
+        return CheckResult(
+            "project",
+            FAIL,
+            f"project {project!r} needs volunteer {min_version} or newer; this is {__version__}",
+            UPGRADE_HINT,
+        )
     if min_version:
-        try:
-            too_old = Version(__version__) < Version(str(min_version))
-        except InvalidVersion:
-            too_old = False
-        if too_old:
-            return CheckResult(
-                "project",
-                FAIL,
-                f"project {project!r} needs volunteer {min_version} or newer; this is {__version__}",
-                "update volunteer: rebuild the image from the latest source (git pull && docker build -t volunteer .) "
-                "or pip install -U volunteer",
-            )
         met.append(f"volunteer >= {min_version}")
-    policy = _gpu_policy(_requirement(requirements, "gpu"))
-    min_gb = _requirement(requirements, "min_gpu_memory_gb")
+    policy, min_gb = requirements.gpu, requirements.min_gpu_memory_gb
     gpus = ctx.gpus or []
-    if policy == "required" and not gpus:
+    if gpu_missing(requirements, bool(gpus)):
         return CheckResult("project", FAIL, f"project {project!r} needs a GPU and none is visible", gpu_fix(ctx))
-    if min_gb and gpus and policy != "none":
-        best = max(gpus, key=lambda g: g.total_bytes)
-        if best.total_bytes < float(min_gb) * 1e9:
-            status = FAIL if policy == "required" else WARN
-            return CheckResult(
-                "project",
-                status,
-                f"project {project!r} asks for a GPU with {min_gb} GB; the largest here, cuda:{best.index} "
-                f"{best.name}, has {best.total_bytes / 1e9:.1f} GB",
-                "use a GPU with more memory"
-                + ("" if policy == "required" else ", or run with --device cpu (slower)")
-                + "; a smaller --batch-size may also fit",
-            )
-    if policy != "none":
-        met.append(f"GPU {policy}" + (f" with {min_gb} GB" if min_gb else ""))
-    summary = ", ".join(met) or "no specific needs"
-    return CheckResult("project", OK, f"project {project!r}: requirements met ({summary})")
+    best = max(gpus, key=lambda g: g.total_bytes) if gpus else None
+    if best is not None and gpu_too_small(requirements, best.total_bytes):
+        status = FAIL if policy == "required" else WARN
+        return CheckResult(
+            "project",
+            status,
+            f"project {project!r} asks for a GPU with {min_gb:g} GB; the largest here, cuda:{best.index} "
+            f"{best.name}, has {best.total_bytes / 1e9:.1f} GB",
+            "use a GPU with more memory"
+            + ("" if policy == "required" else ", or run with --device cpu (slower)")
+            + "; a smaller --batch-size may also fit",
+        )
+    met.append(f"GPU {policy}" + (f" with {min_gb:g} GB" if min_gb else ""))
+    return CheckResult("project", OK, f"project {project!r}: requirements met ({', '.join(met)})")
 
 
 def check_shm(ctx: Context, space: Any = None) -> CheckResult:

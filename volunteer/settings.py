@@ -99,13 +99,12 @@ _ADDRESS_PARSERS = (_peers, _listen)
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: its flag, environment variable, parser and help text."""
+    """One setting: its flag, environment variable, parser and help text (its default is :class:`Settings`')."""
 
     name: str
     flag: str
     help: str
     parse: Callable[[str], Any] | None = None
-    default: Any = None
     boolean: bool = False
     env_name: str | None = None
     metavar: str | None = None
@@ -121,7 +120,6 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "--project",
         "project to train: demo, a local folder, org/name or org/name@revision",
         str,
-        DEFAULT_PROJECT,
         metavar="ID",
     ),
     Option(
@@ -144,7 +142,7 @@ RUN_OPTIONS: tuple[Option, ...] = (
         parse_positive_int,
         metavar="N",
     ),
-    Option("device", "--device", "auto, cpu, cuda or cuda:N", parse_device, "auto"),
+    Option("device", "--device", "auto, cpu, cuda or cuda:N", parse_device),
     Option(
         "data_dir",
         "--data-dir",
@@ -156,13 +154,12 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option("name", "--name", "public nickname shown on the swarm's leaderboard", str, metavar="NICK"),
     Option("max_steps", "--max-steps", "stop after this many local steps", parse_positive_int, metavar="N"),
     Option("duration", "--duration", "stop after this long: 90s, 15m, 2h, 1d", parse_duration, metavar="TIME"),
-    Option("log_format", "--log-format", "headless log lines: text or json", parse_log_format, "text"),
+    Option("log_format", "--log-format", "headless log lines: text or json", parse_log_format),
     Option(
         "status_port",
         "--status-port",
         f"status endpoint port on 127.0.0.1 (0: off; default {DEFAULT_STATUS_PORT})",
         parse_port,
-        DEFAULT_STATUS_PORT,
         metavar="PORT",
     ),
     Option(
@@ -198,7 +195,6 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "--use-relay",
         "reach and be reached through relays (default on; --no-use-relay to disable)",
         boolean=True,
-        default=True,
     ),
     Option(
         "endpoint",
@@ -212,7 +208,7 @@ RUN_OPTIONS: tuple[Option, ...] = (
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved settings of a ``volunteer`` run."""
+    """Resolved settings of a ``volunteer`` run: one field per :data:`RUN_OPTIONS` entry, with its default."""
 
     project: str = DEFAULT_PROJECT
     headless: bool | None = None

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from volunteer.errors import ConfigError, SwarmError, VolunteerError
+from volunteer.errors import SwarmError, VolunteerError
 from volunteer.project.loader import build_project
+from volunteer.project.requirements import check_device
 from volunteer.protocol import DeviceReport, Done, ErrorCategory, Failed, Note, StateChanged, WorkerMessage
 from volunteer.stats import State
 from volunteer.supervisor import run_worker_body
@@ -81,7 +82,7 @@ class _Worker:
     def train(self) -> None:
         import lightning as L
 
-        from volunteer.device import device_info, resolve_device
+        from volunteer.device import cpu_fallback_warning, device_info, resolve_device
         from volunteer.leaderboard import record_validators, use_identity_for_signing
         from volunteer.reporter import Reporter
         from volunteer.shm import check_shm
@@ -91,12 +92,9 @@ class _Worker:
         manifest = spec.prepared.project.manifest
         device = resolve_device(spec.device)
         info = device_info(device)
-        check_requirements(manifest.requirements, device.accelerator, info)
+        check_device(manifest.requirements, device.accelerator, info)
         if device.accelerator == "cpu" and spec.device == "auto":
-            from volunteer.doctor import gpu_warning
-            from volunteer.settings import Settings
-
-            warning = gpu_warning(Settings(device=spec.device))
+            warning = cpu_fallback_warning()
             if warning:
                 self.event("warning", warning)
         self.emit(DeviceReport(info))
@@ -149,24 +147,6 @@ class _Worker:
         finally:
             reporter.close()
         self.emit(Done(reporter.stop_reason or "max_steps"))
-
-
-def check_requirements(requirements: Any, accelerator: str, info: Any) -> None:
-    """Refuse to start where the project's manifest says it cannot train."""
-    if requirements.gpu == "required" and accelerator != "gpu":
-        raise ConfigError(
-            "this project requires a GPU and none is in use",
-            "run on a machine with an NVIDIA GPU (in Docker: --gpus all; check with 'volunteer doctor'), and do "
-            "not pass --device cpu",
-        )
-    if accelerator == "gpu" and requirements.min_gpu_memory_gb and info.memory_total_mb is not None:
-        have = info.memory_total_mb * 2**20 / 1e9
-        if have < requirements.min_gpu_memory_gb:
-            raise ConfigError(
-                f"this project needs a GPU with {requirements.min_gpu_memory_gb:g} GB of memory; "
-                f"{info.name} has {have:.1f} GB",
-                "pick a larger GPU with --device cuda:N, or contribute to a project with smaller requirements",
-            )
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

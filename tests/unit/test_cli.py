@@ -129,3 +129,11 @@ def test_help_and_flag_errors_answer_fast_without_heavy_imports():
         assert elapsed < 0.5, elapsed
     result, _ = _run_cli("--help")
     assert result.returncode == 0 and "--project" in result.stdout and "VOLUNTEER_PROJECT" in result.stdout
+
+
+def test_each_run_option_is_one_settings_field() -> None:
+    import dataclasses
+
+    from volunteer.settings import RUN_OPTIONS, Settings
+
+    assert [o.name for o in RUN_OPTIONS] == [f.name for f in dataclasses.fields(Settings)]

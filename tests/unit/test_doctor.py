@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
@@ -16,10 +17,13 @@ import torch
 from tests.support.projects import write_project
 from volunteer import __version__, cli, doctor, shm
 from volunteer.datadir import DataDir
-from volunteer.doctor import FAIL, OK, SKIP, WARN, CheckResult, Context, Gpu
+from volunteer.device import Gpu, cpu_fallback_warning
+from volunteer.doctor import FAIL, OK, SKIP, WARN, CheckResult, Context
 from volunteer.errors import ProjectError, TrustError
 from volunteer.project import PreparedProject, prepare_project
+from volunteer.project.hub import hub_url
 from volunteer.project.loader import build_project
+from volunteer.project.manifest import Requirements
 from volunteer.settings import Settings
 
 
@@ -204,9 +208,9 @@ def test_a_cpu_only_image_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_gpu_warning_for_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", "12.6")  # as in the image, started without --gpus
-    warning = doctor.gpu_warning(Settings())
+    warning = cpu_fallback_warning()
+    assert warning is not None
     assert warning.startswith("no GPU visible: training will run on CPU") and "--gpus all" in warning
-    assert doctor.gpu_warning(Settings(device="cpu")) is None
 
 
 @pytest.fixture
@@ -233,7 +237,7 @@ def test_gpus_are_listed_with_their_memory(tmp_path: Path, two_gpus: dict[int, i
 
 
 def test_no_gpu_warning_when_a_gpu_is_there(two_gpus: dict[int, int]) -> None:
-    assert doctor.gpu_warning(Settings()) is None
+    assert cpu_fallback_warning() is None
 
 
 def test_a_busy_gpu_warns(tmp_path: Path, two_gpus: dict[int, int]) -> None:
@@ -286,10 +290,8 @@ def test_hub_error_page_still_means_reachable(tmp_path: Path) -> None:
 
 
 def test_hub_endpoint_defaults_to_hf_endpoint(tmp_path: Path, server: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", server.url)
-    assert doctor.hub_endpoint(Settings()) == server.url
+    monkeypatch.setenv("HF_ENDPOINT", server.url)  # doctor asks the Hub the client downloads from
+    assert hub_url(Settings().endpoint) == server.url
     assert doctor.check_hub(ctx_for(tmp_path)).status == OK
 
 
@@ -317,7 +319,7 @@ def test_which_projects_need_the_hub(project: str, uses_hub: bool) -> None:
 # --- project requirements -----------------------------------------------------------------------------------
 
 
-def prepared_with(requirements: object) -> object:
+def prepared_with(requirements: Requirements) -> Any:
     return SimpleNamespace(project=SimpleNamespace(manifest=SimpleNamespace(requirements=requirements)))
 
 
@@ -331,18 +333,15 @@ def project_ctx(tmp_path: Path, gpus: list[Gpu]) -> Context:
 GPU_8GB = Gpu(0, "Small GPU", 8 * 10**9)
 
 
-def test_project_is_skipped_without_a_project_loader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(doctor, "_project_loader", lambda: None)
-    assert doctor.check_project(project_ctx(tmp_path, [])).status == SKIP
-
-
 def test_project_loader_is_called_with_settings_and_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
     import types
 
     calls = []
     fake = types.ModuleType("volunteer.project")
-    fake.prepare_project = lambda settings, data_dir: calls.append((settings, data_dir)) or prepared_with(None)
+    fake.prepare_project = lambda settings, data_dir: (
+        calls.append((settings, data_dir)) or prepared_with(Requirements())
+    )
     monkeypatch.setitem(sys.modules, "volunteer.project", fake)
     ctx = project_ctx(tmp_path, [])
     assert doctor.check_project(ctx).status == OK
@@ -352,17 +351,16 @@ def test_project_loader_is_called_with_settings_and_data_dir(tmp_path: Path, mon
 @pytest.mark.parametrize(
     ("requirements", "gpus", "status", "words"),
     [
-        ({"gpu": "optional", "min_gpu_memory_gb": 4, "min_client_version": "0.1.0"}, [GPU_8GB], OK, "met"),
-        ({"gpu": "optional"}, [], OK, "met"),
-        (SimpleNamespace(gpu="required", min_gpu_memory_gb=None, min_client_version=None), [], FAIL, "needs a GPU"),
-        ({"gpu": True, "min_gpu_memory_gb": 16}, [GPU_8GB], FAIL, "16 GB"),
-        ({"gpu": "optional", "min_gpu_memory_gb": 16}, [GPU_8GB], WARN, "8.0 GB"),
-        ({"gpu": "none", "min_gpu_memory_gb": 16}, [GPU_8GB], OK, "met"),
-        ({"min_client_version": "99.0"}, [], FAIL, "99.0 or newer"),
+        (Requirements(gpu="optional", min_gpu_memory_gb=4, min_client_version="0.1.0"), [GPU_8GB], OK, "met"),
+        (Requirements(gpu="optional"), [], OK, "met"),
+        (Requirements(gpu="required"), [], FAIL, "needs a GPU"),
+        (Requirements(gpu="required", min_gpu_memory_gb=16), [GPU_8GB], FAIL, "16 GB"),
+        (Requirements(gpu="optional", min_gpu_memory_gb=16), [GPU_8GB], WARN, "8.0 GB"),
+        (Requirements(min_client_version="99.0"), [], FAIL, "99.0 or newer"),
     ],
 )
 def test_requirements_are_judged(
-    tmp_path: Path, requirements: object, gpus: list[Gpu], status: str, words: str
+    tmp_path: Path, requirements: Requirements, gpus: list[Gpu], status: str, words: str
 ) -> None:
     result = doctor.check_project(project_ctx(tmp_path, gpus), load=lambda ctx: prepared_with(requirements))
     assert result.status == status, result

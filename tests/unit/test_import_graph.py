@@ -118,3 +118,8 @@ def test_the_core_never_imports_the_tui_or_textual() -> None:
         for imported in _imported_names(name, path):
             top = imported.split(".")[0]
             assert top not in ("tui", "textual"), f"{path.relative_to(ROOT)} imports {imported}"
+
+
+def test_the_training_process_does_not_load_doctor() -> None:
+    graph = import_graph()
+    assert "volunteer.doctor" not in graph["volunteer.worker"]  # its GPU probe lives in volunteer.device

@@ -10,7 +10,7 @@ import pytest
 from tests.support.projects import DOCS, doc_examples, manifest, to_toml
 from volunteer.errors import ProjectError
 from volunteer.project import Manifest, parse_manifest, read_manifest
-from volunteer.project.prepare import DEMO_ROOT, version_tuple
+from volunteer.project.prepare import DEMO_ROOT
 
 
 def _error(changes: dict[str, object]) -> ProjectError:
@@ -132,11 +132,3 @@ def test_unreadable_manifest(tmp_path: Path) -> None:
     path.write_bytes(b"name = \xff\n")
     with pytest.raises(ProjectError, match="cannot be read"):
         read_manifest(path, "x")
-
-
-@pytest.mark.parametrize(
-    ("version", "expected"),
-    [("0.1.0", (0, 1, 0, 0)), ("1.2", (1, 2, 0, 0)), ("0.10.2rc1", (0, 10, 2, 0)), ("2.0.0+local", (2, 0, 0, 0))],
-)
-def test_version_tuple(version: str, expected: tuple[int, ...]) -> None:
-    assert version_tuple(version) == expected

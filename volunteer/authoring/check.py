@@ -196,9 +196,6 @@ def _train(
     from volunteer.device import resolve_device
 
     device = resolve_device(device_setting)
-    warning = getattr(device, "warning", None)  # newer clients moved this warning to doctor.gpu_warning
-    if warning:
-        notes.append(warning)
     precision = project.manifest.precision or "32-true"
     if device.accelerator == "cpu" and precision == "16-mixed":
         notes.append('precision "16-mixed" needs a GPU: checked here with "bf16-mixed", as Lightning does on a CPU')

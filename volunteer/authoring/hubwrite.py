@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from volunteer.authoring.errors import HubWriteError
-from volunteer.project.hub import hub_endpoint, hub_token
+from volunteer.project.hub import hub_endpoint, hub_token, hub_url
 
 TOKENS_URL = "https://huggingface.co/settings/tokens"
 WRITE_TIMEOUT = 30.0
@@ -19,10 +19,9 @@ WRITE_TIMEOUT = 30.0
 
 def hub_api(endpoint_setting: str | None) -> tuple[Any, str]:
     """An ``HfApi`` for ``--endpoint``/``HF_ENDPOINT`` and ``HF_TOKEN`` (else the saved login), and the Hub's URL."""
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import HfApi
 
-    endpoint = hub_endpoint(endpoint_setting)
-    return HfApi(endpoint=endpoint, token=hub_token()), (endpoint or constants.ENDPOINT).rstrip("/")
+    return HfApi(endpoint=hub_endpoint(endpoint_setting), token=hub_token()), hub_url(endpoint_setting)
 
 
 def has_token(api: Any) -> bool:

@@ -50,6 +50,13 @@ def hub_endpoint(setting: str | None) -> str | None:
     return value.rstrip("/") if value else None
 
 
+def hub_url(setting: str | None) -> str:
+    """The Hub's address as the volunteer is told it: :func:`hub_endpoint`, else huggingface_hub's default."""
+    from huggingface_hub import constants
+
+    return hub_endpoint(setting) or str(constants.ENDPOINT).rstrip("/")
+
+
 def hub_token() -> str | None:
     """``HF_TOKEN``, for private projects (``None``: huggingface_hub's own login, if any)."""
     return env("HF_TOKEN")
@@ -64,10 +71,10 @@ def download_project(
         ProjectError: repository or revision not found, authentication required or refused, the Hub unreachable
             with nothing cached, or a download that failed half-way.
     """
-    from huggingface_hub import HfApi, constants
+    from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RevisionResolutionError
 
-    shown_endpoint = endpoint or constants.ENDPOINT
+    shown_endpoint = hub_url(endpoint)
     api = HfApi(endpoint=endpoint, token=token)
     unreachable = (*transport_errors(), OfflineModeIsEnabled, ConnectionError, TimeoutError)
     warnings: list[str] = []
@@ -169,9 +176,8 @@ def download_rest(
     Raises:
         ProjectError: the download fails, or the snapshot on disk holds what the rules refuse.
     """
-    from huggingface_hub import constants
 
-    shown_endpoint = endpoint or constants.ENDPOINT
+    shown_endpoint = hub_url(endpoint)
     where = _describe(ref.repo, sha)
     if meter is None or from_cache:
         root = _snapshot(ref, sha, cache_dir, endpoint, token, shown_endpoint, local_only=from_cache, only=None)

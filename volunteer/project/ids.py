@@ -36,10 +36,6 @@ class ProjectRef:
         return bool(_SHA.match(self.revision))
 
 
-def is_commit_sha(value: str) -> bool:
-    return bool(_SHA.match(value))
-
-
 def parse_project_id(text: str) -> ProjectRef:
     """Parse ``demo``, a folder path, ``org/name`` or ``org/name@revision``.
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,11 +15,12 @@ import volunteer
 from volunteer.datadir import DataDir
 from volunteer.errors import ProjectError
 from volunteer.project.files import Contents, sort_files, walk_folder
-from volunteer.project.hub import download_project, download_rest, hub_endpoint, hub_token
+from volunteer.project.hub import download_project, download_rest, hub_endpoint, hub_token, hub_url
 from volunteer.project.ids import ProjectRef, parse_project_id
-from volunteer.project.manifest import MANIFEST_NAME, Manifest, read_manifest
+from volunteer.project.manifest import MANIFEST_NAME, read_manifest
 from volunteer.project.peersources import PeerList, collect_peers
 from volunteer.project.prepared import PreparedProject, ResolvedProject, describe_file
+from volunteer.project.requirements import check_client_version
 from volunteer.project.static import check_project_code
 from volunteer.project.trust import require_consent
 from volunteer.settings import Settings
@@ -44,7 +44,7 @@ def resolve_project(settings: Settings, data_dir: DataDir) -> ResolvedProject:
         endpoint_setting = hub_endpoint(settings.endpoint)
         snapshot = download_project(ref, data_dir.hub_cache, endpoint=endpoint_setting, token=hub_token())
         root, revision, from_cache, warnings = snapshot.root, snapshot.sha, snapshot.from_cache, snapshot.warnings
-        endpoint = endpoint_setting or _default_endpoint()
+        endpoint = hub_url(settings.endpoint)
         contents = snapshot.contents
     else:
         root = DEMO_ROOT if ref.kind == "builtin" else Path(ref.repo)
@@ -52,7 +52,7 @@ def resolve_project(settings: Settings, data_dir: DataDir) -> ResolvedProject:
 
     where = _where(ref, root, revision)
     manifest = read_manifest(root / MANIFEST_NAME, where(MANIFEST_NAME))
-    check_client_version(manifest, where(MANIFEST_NAME))
+    check_client_version(manifest.requirements, where(MANIFEST_NAME))
     check_project_code(manifest, root, where, files=contents.code, present=_present(ref, root, contents))
     return ResolvedProject(
         id=ref.text,
@@ -175,34 +175,5 @@ def collect_project_peers(project: ResolvedProject, settings: Settings, data_dir
     )
 
 
-def check_client_version(manifest: Manifest, where: str) -> None:
-    """Refuse a project that needs a newer volunteer than this one.
-
-    Raises:
-        ProjectError: naming both versions and how to upgrade.
-    """
-    wanted = manifest.requirements.min_client_version
-    if wanted is None or version_tuple(volunteer.__version__) >= version_tuple(wanted):
-        return
-    raise ProjectError(
-        f"{where}: the project needs volunteer {wanted} or newer (key 'requirements.min_client_version'); this is "
-        f"volunteer {volunteer.__version__}",
-        "upgrade volunteer (pip install --upgrade volunteer, or pull the latest Docker image), then start again",
-    )
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    """``"0.10.2rc1"`` -> ``(0, 10, 2)``: the leading release numbers, padded to compare."""
-    match = re.match(r"\d+(?:\.\d+)*", version.strip())
-    numbers = [int(n) for n in match.group(0).split(".")[:4]] if match else []
-    return tuple(numbers + [0] * (4 - len(numbers)))
-
-
 def _where(ref: ProjectRef, root: Path, revision: str) -> Callable[[str], str]:
     return lambda file: describe_file(ref.kind, ref.repo, revision, root, file)
-
-
-def _default_endpoint() -> str:
-    from huggingface_hub import constants
-
-    return constants.ENDPOINT.rstrip("/")

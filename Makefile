@@ -2,9 +2,9 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: check format lint test test-fast
+.PHONY: check format lint typecheck test test-fast
 
-check: lint test
+check: lint typecheck test
 
 format:
 	$(VENV)/bin/ruff format .
@@ -13,6 +13,9 @@ format:
 lint:
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+
+typecheck:
+	$(VENV)/bin/mypy
 
 test:
 	$(PY) -m pytest

@@ -216,8 +216,8 @@ class VolunteerApp(App[None]):
         self.refresh_bindings()
 
     def watch_show_log(self) -> None:
-        if self.is_mounted:
-            self._apply_show_log()
+        # first set in on_mount, once the panels exist (App.is_mounted is a method: it was no guard)
+        self._apply_show_log()
 
     def _apply_show_log(self) -> None:
         self.query_one(EventLog).display = self.show_log

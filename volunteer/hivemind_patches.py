@@ -146,6 +146,7 @@ def _maybe_schedule_gradient_averaging(self: Optimizer) -> None:
 
 def _source_sha256(function: object) -> str | None:
     try:
+        # anything: what hivemind's class holds may be missing (None) or not Python; getsource raises TypeError
         return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()  # type: ignore[arg-type]
     except (OSError, TypeError):
         return None
@@ -178,7 +179,7 @@ def apply_hivemind_patches() -> bool:
             )
             _declined = True
         return False
-    PotentialLeaders._update_queue_periodically = _update_queue_periodically  # type: ignore[method-assign]
+    PotentialLeaders._update_queue_periodically = _update_queue_periodically
     return True
 
 
@@ -215,6 +216,6 @@ def apply_step_patches() -> bool:
             )
             _tracker_declined = True
         return False
-    ProgressTracker._parse_swarm_progress_data = _parse_swarm_progress_data  # type: ignore[method-assign]
-    Optimizer._maybe_schedule_gradient_averaging = _maybe_schedule_gradient_averaging  # type: ignore[method-assign]
+    ProgressTracker._parse_swarm_progress_data = _parse_swarm_progress_data
+    Optimizer._maybe_schedule_gradient_averaging = _maybe_schedule_gradient_averaging
     return True

@@ -55,6 +55,8 @@ MAX_ENTRIES = 100
 
 
 class VolunteerRecord(pydantic.BaseModel):
+    # pydantic's constr/conint/confloat are functions returning types: mypy (without pydantic's plugin) cannot
+    # read a call as a type, hence the ignores below
     peer_id: pydantic.constr(min_length=1, max_length=128, strict=True)  # type: ignore[valid-type]
     nickname: pydantic.constr(max_length=64, strict=True)  # type: ignore[valid-type]
     samples: pydantic.conint(ge=0, le=MAX_SAMPLES, strict=True)  # type: ignore[valid-type]

@@ -107,8 +107,8 @@ class SnapshotCollector:
         )
         yield info
         state = GaugeMetricFamily(STATE, "1 for the client's current state, 0 for the others", labels=["state"])
-        for value in State:
-            state.add_metric([value.value], 1.0 if s.state == value else 0.0)
+        for member in State:
+            state.add_metric([member.value], 1.0 if s.state == member else 0.0)
         yield state
         values = _values(s)
         for name, doc in COUNTERS.items():

@@ -209,7 +209,9 @@ class Reporter(L.Callback):
 
 def _loss_value(outputs: Any) -> float | None:
     loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+    if loss is None:
+        return None
     try:
-        return float(loss.detach()) if hasattr(loss, "detach") else (float(loss) if loss is not None else None)
+        return float(loss.detach()) if hasattr(loss, "detach") else float(loss)
     except (TypeError, ValueError):
         return None

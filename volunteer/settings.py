@@ -11,7 +11,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from volunteer import __version__
 from volunteer.constants import DEFAULT_STATUS_PORT, ENV_PREFIX, env, initial_peers_from_env
@@ -237,7 +237,7 @@ class Settings:
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises ConfigError (one line and a hint) instead of printing usage and exiting."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise ConfigError(message, f"run '{self.prog} --help' to see the options")
 
 

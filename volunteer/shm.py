@@ -11,8 +11,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from volunteer.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 SHM_PATH = "/dev/shm"
 MIB = 2**20
@@ -85,7 +89,7 @@ def largest_model(space: ShmSpace) -> int:
     return max(0, (space.free - HEADROOM) // (4 * SHARED_COPIES))
 
 
-def check_shm(module: object, space: ShmSpace | None = None) -> None:
+def check_shm(module: torch.nn.Module, space: ShmSpace | None = None) -> None:
     """Raise a ConfigError with the fix when ``/dev/shm`` cannot hold the shared tensors of a torch module."""
     parameters, parameter_bytes = count_parameters(module)
     found = shortage(parameters, parameter_bytes, space if space is not None else shm_space())
@@ -93,11 +97,11 @@ def check_shm(module: object, space: ShmSpace | None = None) -> None:
         raise ConfigError(*found)
 
 
-def count_parameters(module: object) -> tuple[int, int]:
+def count_parameters(module: torch.nn.Module) -> tuple[int, int]:
     """Parameters of a torch module (each shared tensor once) and the bytes they take."""
     seen: set[int] = set()
     count = size = 0
-    for parameter in module.parameters():  # type: ignore[attr-defined]
+    for parameter in module.parameters():
         if id(parameter) not in seen:
             seen.add(id(parameter))
             count += parameter.numel()

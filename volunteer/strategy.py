@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import hivemind
@@ -519,10 +519,9 @@ class HivemindStrategy(Strategy):
         meter_state_loads(opt, self._transfers)
         self._watch_gradient_rounds(opt)
         if self.progress_report_interval > 0:
-            tracker = opt.tracker
-            waiting_on = tracker.should_report_progress
-            tracker.should_report_progress = _ThrottledEvent(self.progress_report_interval, tracker)
-            waiting_on.set()  # wake the reporter, which is waiting on the old event, so it switches now
+            from volunteer.hivemind_private import throttle_progress_reports
+
+            throttle_progress_reports(opt.tracker, _ThrottledEvent(self.progress_report_interval, opt.tracker))
         if self._resumed_optimizer_state is not None:
             opt.load_state_dict(self._resumed_optimizer_state)
             self._resumed_optimizer_state = None
@@ -541,7 +540,8 @@ class HivemindStrategy(Strategy):
         self._schedulers = []
         for config in self.lr_scheduler_configs:
             wrapper = _GlobalStepScheduler(config.scheduler, opt)
-            config.scheduler = wrapper
+            # Lightning only calls step() and state_dict() on it, which the wrapper has
+            config.scheduler = wrapper  # type: ignore[assignment]
             self._schedulers.append(wrapper)
         self.optimizers = [opt]
         if self.reuse_grad_buffers:
@@ -557,6 +557,7 @@ class HivemindStrategy(Strategy):
                 "keep accumulating until the global step."
             )
         self._original_zero_grad = module.optimizer_zero_grad
+        # None makes Lightning skip zero_grad (the hook's own type says it is always a method)
         module.optimizer_zero_grad = None  # type: ignore[assignment]
 
     def _sync_schedulers(self) -> None:
@@ -648,7 +649,7 @@ class HivemindStrategy(Strategy):
     # -- checkpoints ---------------------------------------------------------------------------------------
 
     @override
-    def load_optimizer_state_dict(self, checkpoint: dict[str, Any]) -> None:
+    def load_optimizer_state_dict(self, checkpoint: Mapping[str, Any]) -> None:
         states = checkpoint.get("optimizer_states") or []
         if self._opt is None and states:
             # hivemind's optimizer does not exist yet: keep the state (and its global step) for it
@@ -688,6 +689,7 @@ class HivemindStrategy(Strategy):
     def teardown(self) -> None:
         module = self.lightning_module
         if self._original_zero_grad is not None and module is not None:
+            # put back the bound method taken in _disable_zero_grad (mypy refuses assigning to any method)
             module.optimizer_zero_grad = self._original_zero_grad  # type: ignore[method-assign]
             self._original_zero_grad = None
         self.shutdown_hivemind()
@@ -730,10 +732,14 @@ class _HivemindMixedPrecision(MixedPrecision):
     """
 
     def __init__(self, precision: str, device: str) -> None:
+        # hivemind.GradScaler subclasses torch's GradScaler, but mypy cannot see it through hivemind's missing types
         super().__init__(precision, device, scaler=hivemind.GradScaler(device=device))  # type: ignore[arg-type]
 
+    # Lightning's pytorch Precision has this signature; mypy also holds it to fabric's, a base class of it
     @override
-    def optimizer_step(self, optimizer: Any, model: Any, closure: Callable[[], Any], **kwargs: Any) -> Any:
+    def optimizer_step(  # type: ignore[override]
+        self, optimizer: Any, model: Any, closure: Callable[[], Any], **kwargs: Any
+    ) -> Any:
         if not isinstance(optimizer, hivemind.Optimizer):
             return super().optimizer_step(optimizer, model, closure, **kwargs)
         closure_result = closure()
@@ -741,7 +747,7 @@ class _HivemindMixedPrecision(MixedPrecision):
         if closure_result is None and model.automatic_optimization:
             return closure_result  # backward was skipped
         optimizer.step(grad_scaler=self.scaler, **kwargs)
-        self.scaler.update()  # type: ignore[union-attr]
+        self.scaler.update()  # type: ignore[union-attr]  # set in __init__, never None here
         return closure_result
 
 

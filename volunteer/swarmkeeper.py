@@ -210,7 +210,8 @@ class SwarmKeeper:
                 f"{self.interval:.0f}-{self.max_backoff:.0f} s, {meanwhile}",
             )
         elif not isolated and was_isolated:
-            self._emit("recovered", f"back in the swarm after {now - self._isolated_since:.0f} s alone")
+            alone = now - (self._isolated_since or now)
+            self._emit("recovered", f"back in the swarm after {alone:.0f} s alone")
             self._isolated_since = self._hold_from = None
         holding = isolated and self._hold_from is not None and now - self._hold_from < self.isolation_hold
         if isolated and self.state.holding and not holding:

@@ -102,7 +102,8 @@ def test_restart_keeps_peer_id_and_totals_and_catches_up(tmp_path):
         assert status["total_samples"] >= first["samples"]
         assert status["swarm_samples"] >= first["swarm_samples"]
         target = a.status()["global_epoch"]
-        b.wait_status(lambda s: s["local_epoch"] >= target, 60, "loading the swarm's state", volunteers)
+        # not `volunteers`: the first b is in it, stopped (exit 0) on purpose
+        b.wait_status(lambda s: s["local_epoch"] >= target, 60, "loading the swarm's state", [a])
         assert _stop_gracefully(b) < 10
         second = b.ledger()
         assert second["sessions"] == 2 and second["samples"] > first["samples"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -61,4 +61,5 @@ class QuitScreen(ModalScreen["QuitChoice | None"]):
         return True
 
     def action_choose(self, choice: str | None) -> None:
-        self.dismiss(choice)  # type: ignore[arg-type]
+        # the buttons' ids and the bindings' parameters are QuitChoice values
+        self.dismiss(cast("QuitChoice | None", choice))

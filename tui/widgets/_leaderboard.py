@@ -103,6 +103,7 @@ class Leaderboard(DataTable):
     def _name_width(self, rows: list[tuple[str, str, str, str, str, LeaderboardEntry]]) -> int:
         """The widest nickname that keeps every column in view (long nicknames are cut with …)."""
         headers = ("#", "", "Samples", "Speed", "Seen")
-        others = sum(max([len(headers[column])] + [len(row[column]) for row in rows]) for column in (0, 2, 3, 4))
+        texts = [headers[:5], *(row[:5] for row in rows)]
+        others = sum(max(len(str(cells[column])) for cells in texts) for column in (0, 2, 3, 4))
         available = self.scrollable_content_region.width - others - 2 * self.cell_padding * 5
         return max(MIN_NAME_WIDTH, available)

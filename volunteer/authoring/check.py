@@ -204,6 +204,7 @@ def _train(
     timer = StepTimer()
     checksum_before = _checksum(built.module)
     on_gpu = device.accelerator == "gpu"
+    memory_before: int | None
     if on_gpu:
         torch.cuda.reset_peak_memory_stats(device.index)
         memory_before = torch.cuda.memory_allocated(device.index)
@@ -213,7 +214,7 @@ def _train(
     with tempfile.TemporaryDirectory(prefix="volunteer-check-") as root, _quiet(project, notes):
         trainer = L.Trainer(
             accelerator=device.accelerator,
-            devices=[device.index] if on_gpu else 1,
+            devices=[device.index or 0] if on_gpu else 1,
             max_steps=steps,
             # an empty data source must end the check rather than loop over empty epochs
             max_epochs=steps,

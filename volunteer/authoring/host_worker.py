@@ -401,13 +401,17 @@ async def _ping_peers(_dht: Any, node: Any, targets: list[tuple[str, list[str]]]
     from hivemind.p2p import PeerID
     from hivemind.utils.multiaddr import Multiaddr
 
+    from volunteer.hivemind_private import dial
+
     async def one(peer_id_text: str, maddrs: list[str]) -> bool:
         try:
             peer_id = PeerID.from_base58(peer_id_text)
         except Exception:
             return False
-        with contextlib.suppress(Exception):  # already connected, or not reachable: the ping tells
-            await asyncio.wait_for(node.p2p._client.connect(peer_id, [Multiaddr(m) for m in maddrs]), timeout)
+        dialling = dial(node.p2p, peer_id, [Multiaddr(m) for m in maddrs])
+        if dialling is not None:
+            with contextlib.suppress(Exception):  # already connected, or not reachable: the ping tells
+                await asyncio.wait_for(dialling, timeout)
         try:
             return await asyncio.wait_for(node.protocol.call_ping(peer_id), timeout) is not None
         except Exception:

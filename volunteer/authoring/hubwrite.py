@@ -36,7 +36,7 @@ def hub_errors(api: Any, endpoint: str, repo: str, doing: str) -> Iterator[None]
     """Run Hub calls; raise :class:`HubWriteError` (``doing`` names the action: "create the repository")."""
     from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
-    from volunteer.project.hub import transport_errors
+    from volunteer.project.hub import unreachable_errors
 
     try:
         yield
@@ -44,7 +44,7 @@ def hub_errors(api: Any, endpoint: str, repo: str, doing: str) -> Iterator[None]
         raise HubWriteError(
             f"cannot {doing} {repo}: HF_HUB_OFFLINE is set", "unset HF_HUB_OFFLINE to reach the Hub"
         ) from None
-    except (*transport_errors(), ConnectionError, TimeoutError) as e:
+    except unreachable_errors() as e:
         raise HubWriteError(
             f"cannot reach the Hub at {endpoint} to {doing} {repo} ({type(e).__name__}: {_first_line(e)})",
             "check the network connection, and HF_ENDPOINT / --endpoint",

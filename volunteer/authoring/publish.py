@@ -241,7 +241,9 @@ def publish_folder(
         kept_peers = peers_file
     stale = sorted(remote - set(local) - KEPT_REMOTE - ({kept_peers} if kept_peers else set()))
     deleted = stale if delete_missing else []
-    operations = [CommitOperationAdd(path_in_repo=file, path_or_fileobj=str(folder / file)) for file in uploaded]
+    operations: list[CommitOperationAdd | CommitOperationDelete] = [
+        CommitOperationAdd(path_in_repo=file, path_or_fileobj=str(folder / file)) for file in uploaded
+    ]
     operations += [CommitOperationDelete(path_in_repo=file) for file in deleted]
     summary = message or f"volunteer publish: {manifest.name} (run {manifest.run_id})"
     with hub_errors(api, shown, repo, "upload to"), _quiet_hub_client():

@@ -12,6 +12,7 @@ once the volunteer has agreed.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,11 +73,11 @@ def download_project(
             with nothing cached, or a download that failed half-way.
     """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, RevisionResolutionError
+    from huggingface_hub.errors import HfHubHTTPError, RevisionResolutionError
 
     shown_endpoint = hub_url(endpoint)
     api = HfApi(endpoint=endpoint, token=token)
-    unreachable = (*transport_errors(), OfflineModeIsEnabled, ConnectionError, TimeoutError)
+    unreachable = unreachable_errors()
     warnings: list[str] = []
     from_cache = False
 
@@ -200,7 +201,7 @@ def _listing(api: Any, ref: ProjectRef, sha: str, shown_endpoint: str, token: st
         _Unreachable: the Hub cannot be reached.
         ProjectError: the Hub refuses, or the repository holds too many files.
     """
-    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+    from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.hf_api import RepoFile
 
     files: list[tuple[str, int]] = []
@@ -210,7 +211,7 @@ def _listing(api: Any, ref: ProjectRef, sha: str, shown_endpoint: str, token: st
                 files.append((entry.path, int(entry.size or 0)))
                 if len(files) > MAX_FILES:
                     break  # sort_files refuses the repository; the rest of the listing is never read
-    except (*transport_errors(), OfflineModeIsEnabled, ConnectionError, TimeoutError) as e:
+    except unreachable_errors() as e:
         raise _Unreachable(e) from None
     except HfHubHTTPError as e:
         if _status(e) >= 500:
@@ -362,7 +363,7 @@ def _status(error: Exception) -> int:
     return int(getattr(response, "status_code", 0) or 0)
 
 
-def _reason(error: Exception) -> str:
+def _reason(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     first = text[0] if text else ""
     name = type(error).__name__
@@ -372,17 +373,24 @@ def _reason(error: Exception) -> str:
 def transport_errors() -> tuple[type[Exception], ...]:
     """The HTTP client's errors for a network that does not answer (httpx2 for huggingface_hub 2, else httpx)."""
     try:
-        import httpx2 as httpx  # type: ignore[import-not-found]
+        httpx = importlib.import_module("httpx2")
     except ImportError:  # huggingface_hub 1.x
-        import httpx  # type: ignore[no-redef]
+        httpx = importlib.import_module("httpx")
     return (httpx.TransportError,)
+
+
+def unreachable_errors() -> tuple[type[Exception], ...]:
+    """Every error that means the Hub did not answer (offline mode included)."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    return (*transport_errors(), OfflineModeIsEnabled, ConnectionError, TimeoutError)
 
 
 def _quiet_tqdm() -> type:
     """A progress-bar class that draws nothing: a headless log or the TUI reports the download instead."""
     from tqdm.auto import tqdm
 
-    class Quiet(tqdm):  # type: ignore[misc]
+    class Quiet(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)

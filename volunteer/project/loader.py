@@ -64,7 +64,7 @@ class SourceOnlyLoader(importlib.machinery.SourceFileLoader):
         path = self.get_filename(fullname)
         return self.source_to_code(self.get_data(path), path)
 
-    def set_data(self, path: str, data: bytes, *, _mode: int = 0o666) -> None:
+    def set_data(self, path: str, data: object, *, _mode: int = 0o666) -> None:
         """Never called by :meth:`get_code`; refuses writes from any other path of the import system."""
 
 

@@ -163,7 +163,7 @@ def fetch_peers_url(url: str, timeout: float) -> tuple[list[str], list[str]]:
             neither form. Nothing else: a peers URL never kills a client.
     """
     limit = max(0.01, min(float(timeout), MAX_URL_SECONDS))
-    outcome: dict[str, object] = {}
+    outcome: dict[str, object] = {}  # "answer" (_download's) or "error"
     done = threading.Event()
 
     def fetch() -> None:
@@ -181,9 +181,11 @@ def fetch_peers_url(url: str, timeout: float) -> tuple[list[str], list[str]]:
     error = outcome.get("error")
     if isinstance(error, SourceFailed):
         raise error
-    if error is not None:
+    if isinstance(error, BaseException):
         raise SourceFailed(f"{type(error).__name__}: {_first_line(error)}")
-    body, content_type = outcome["answer"]  # type: ignore[misc]
+    answer = outcome["answer"]
+    assert isinstance(answer, tuple)  # what _download returns
+    body, content_type = answer
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -268,6 +270,6 @@ def remember_working_peers(data_dir: DataDir, run_id: str, addresses: Sequence[s
         ) from None
 
 
-def _first_line(error: Exception) -> str:
+def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0][:160] if lines else ""

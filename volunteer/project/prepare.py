@@ -39,7 +39,8 @@ def resolve_project(settings: Settings, data_dir: DataDir) -> ResolvedProject:
         DataDirError: when the Hub cache cannot be written.
     """
     ref = parse_project_id(settings.project)
-    revision, endpoint, from_cache, warnings = "", "", False, ()
+    revision, endpoint, from_cache = "", "", False
+    warnings: tuple[str, ...] = ()
     if ref.kind == "hub":
         endpoint_setting = hub_endpoint(settings.endpoint)
         snapshot = download_project(ref, data_dir.hub_cache, endpoint=endpoint_setting, token=hub_token())

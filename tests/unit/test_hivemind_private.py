@@ -1,0 +1,90 @@
+"""The guarded reaches into hivemind's private parts work on hivemind 1.1.12 and step aside on any other."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import hivemind
+import pytest
+from hivemind.optim.progress_tracker import ProgressTracker
+from hivemind.p2p.p2p_daemon_bindings.p2pclient import Client
+
+from volunteer import hivemind_private
+from volunteer.hivemind_private import dial, throttle_progress_reports
+
+
+class _Tracker:
+    def __init__(self) -> None:
+        self.should_report_progress = threading.Event()
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hivemind_private, "_declined", set())
+
+
+def test_the_sources_relied_on_are_hivemind_1_1_12s() -> None:
+    assert hivemind.__version__ == hivemind_private.CHECKED_VERSION
+    reporter = ProgressTracker.__dict__["_progress_reporter"]
+    assert hivemind_private._source_sha256(reporter) == hivemind_private.REPORTER_SOURCE_SHA256
+    connect = Client.__dict__["connect"]
+    assert hivemind_private._source_sha256(connect) == hivemind_private.CONNECT_SOURCE_SHA256
+
+
+def test_the_throttle_swaps_the_event_and_wakes_the_old_one() -> None:
+    tracker, event = _Tracker(), threading.Event()
+    old = tracker.should_report_progress
+    assert throttle_progress_reports(tracker, event) is True
+    assert tracker.should_report_progress is event and old.is_set()
+
+
+def test_another_hivemind_keeps_its_own_event_with_one_log_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def changed_upstream(self: object) -> None:  # stands in for a hivemind that changed the reporter
+        pass
+
+    monkeypatch.setattr(ProgressTracker, "_progress_reporter", changed_upstream)
+    tracker = _Tracker()
+    old = tracker.should_report_progress
+    with caplog.at_level(logging.INFO, logger="volunteer.hivemind_private"):
+        assert throttle_progress_reports(tracker, threading.Event()) is False
+        assert throttle_progress_reports(tracker, threading.Event()) is False
+    assert tracker.should_report_progress is old and not old.is_set()
+    assert len([r for r in caplog.records if "progress report throttle" in r.getMessage()]) == 1
+
+
+def test_dial_needs_the_daemon_client_it_was_checked_against(monkeypatch: pytest.MonkeyPatch) -> None:
+    class _P2P:
+        _client = object()  # not a p2pclient.Client
+
+    assert dial(_P2P(), "peer", []) is None
+    monkeypatch.setattr(hivemind, "__version__", "1.2.0")
+    assert dial(_P2P(), "peer", []) is None
+
+
+def test_dial_calls_connect_with_the_addresses() -> None:
+    calls: list[tuple[object, list[object]]] = []
+
+    class _Client(Client):  # a daemon client without a daemon
+        def __init__(self) -> None:
+            pass
+
+        def __del__(self) -> None:
+            pass
+
+    async def connect(self: Client, peer_id: object, maddrs: list[object]) -> None:
+        calls.append((peer_id, maddrs))
+
+    client = _Client()
+    client.connect = connect.__get__(client)  # type: ignore[method-assign]
+
+    class _P2P:
+        _client = client
+
+    dialling = dial(_P2P(), "peer", ("/ip4/127.0.0.1/tcp/1",))
+    assert dialling is not None
+    asyncio.run(dialling)  # type: ignore[arg-type]
+    assert calls == [("peer", ["/ip4/127.0.0.1/tcp/1"])]

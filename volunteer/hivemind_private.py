@@ -1,0 +1,93 @@
+"""The two places volunteer reaches into hivemind 1.1.12's private parts, each guarded as the patches are.
+
+Like :mod:`volunteer.hivemind_patches`, each reach is checked against the exact hivemind version and the
+sha256 of the source it relies on; on any other hivemind it is skipped, with one log line, and what it was
+for is done without it (more slowly, or less precisely), never wrongly.
+
+**Throttling the progress reports** (:func:`throttle_progress_reports`, used by ``HivemindStrategy``).
+hivemind's ``ProgressTracker`` reports this peer's progress to the DHT from a reporter thread that waits on
+the tracker's ``should_report_progress`` event (``_progress_reporter``, which reads the attribute afresh on
+every round); ``report_local_progress`` sets it after every local step. The strategy swaps in an event that
+lets fewer of those sets through (``strategy._ThrottledEvent``). That works only while the reporter reads
+the attribute each round, as 1.1.12's does.
+
+**Dialling a peer at given addresses** (:func:`dial`, used by the host's pings). hivemind's public ``P2P``
+has no call that connects to a peer at addresses we name: the host checks that the long-lived peers in its
+peer list still answer at the addresses listed, not wherever the DHT last saw them. The daemon client
+(``P2P._client``, a ``p2pclient.Client``) has ``connect(peer_id, maddrs)``; without it the ping still asks
+each peer over whatever connection hivemind finds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import threading
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CHECKED_VERSION = "1.1.12"
+REPORTER_SOURCE_SHA256 = "affc9ed95108eacfeedc2d4be46ebbb467317faa375a0eef1e098a347a02b248"
+"""The sha256 of ``inspect.getsource(ProgressTracker._progress_reporter)`` in hivemind 1.1.12."""
+CONNECT_SOURCE_SHA256 = "4a93e314e2e3640af0042ae507a65a9faa9b8b668d6d1c66351ab1b86a61e1e1"
+"""The sha256 of ``inspect.getsource(p2pclient.Client.connect)`` in hivemind 1.1.12."""
+
+_declined: set[str] = set()
+
+
+def _source_sha256(function: object) -> str | None:
+    try:
+        # anything: a missing attribute is None, and getsource raises TypeError for it
+        return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return None
+
+
+def _checked(what: str, function: object, sha256: str) -> bool:
+    """Whether ``function`` is hivemind 1.1.12's own; otherwise says once that ``what`` is skipped."""
+    import hivemind
+
+    if hivemind.__version__ == CHECKED_VERSION and _source_sha256(function) == sha256:
+        return True
+    if what not in _declined:
+        _declined.add(what)
+        log.info(
+            "hivemind %s is not the version volunteer's %s was written for (hivemind %s): skipped",
+            hivemind.__version__,
+            what,
+            CHECKED_VERSION,
+        )
+    return False
+
+
+def throttle_progress_reports(tracker: Any, event: threading.Event) -> bool:
+    """Make ``tracker``'s reporter thread wait on ``event`` instead of its own ``should_report_progress``.
+
+    Returns:
+        Whether the swap was made: False on a hivemind whose reporter may not read the new event.
+    """
+    from hivemind.optim.progress_tracker import ProgressTracker
+
+    reporter = ProgressTracker.__dict__.get("_progress_reporter")
+    if not _checked("progress report throttle", reporter, REPORTER_SOURCE_SHA256):
+        return False
+    waiting_on = tracker.should_report_progress
+    tracker.should_report_progress = event
+    waiting_on.set()  # wake the reporter, which is waiting on the old event, so it switches now
+    return True
+
+
+def dial(p2p: Any, peer_id: Any, maddrs: Sequence[Any]) -> Awaitable[None] | None:
+    """``p2p``'s daemon dialling ``peer_id`` at ``maddrs`` (await it), or None where that reach is not checked."""
+    from hivemind.p2p.p2p_daemon_bindings.p2pclient import Client
+
+    if not _checked("dial at listed addresses", Client.__dict__.get("connect"), CONNECT_SOURCE_SHA256):
+        return None
+    client = getattr(p2p, "_client", None)
+    if not isinstance(client, Client):
+        return None
+    result: Awaitable[None] = client.connect(peer_id, list(maddrs))
+    return result

@@ -144,6 +144,7 @@ class HostSwarm:
     target_batch_size: int = 0
     eta_next_step: float | None = None
     averaging_rounds: int = 0
+    """Averaging rounds (of gradients or parameters) the host took part in."""
     gradient_rounds: int = 0
     parameter_rounds: int = 0
     last_group_size: int = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
 
 from volunteer.protocol import CheckpointSaved, HostSwarm
@@ -22,31 +22,23 @@ class SwarmView:
 
     peer_id: str = ""
     addresses: tuple[str, ...] = ()
-    global_epoch: int = 0
-    state_epoch: int = 0
-    num_peers: int = 0
-    num_clients: int = 0
-    samples_accumulated: int = 0
-    target_batch_size: int = 0
-    eta_next_step: float | None = None
-    averaging_rounds: int = 0
-    """Averaging rounds (of gradients or parameters) the host took part in."""
-    gradient_rounds: int = 0
-    parameter_rounds: int = 0
-    last_group_size: int = 0
-    leaderboard: tuple[LeaderboardEntry, ...] = ()
+    swarm: HostSwarm = field(default_factory=HostSwarm)
+    """The hivemind process's latest report."""
     seen: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Every volunteer seen since the host started, by peer id: nickname, samples (highest seen), last seen."""
     checkpoints: list[CheckpointSaved] = field(default_factory=list)
+
+    @property
+    def leaderboard(self) -> tuple[LeaderboardEntry, ...]:
+        return self.swarm.leaderboard
 
     def fresh(self, now: float | None = None) -> list[LeaderboardEntry]:
         now = time.time() if now is None else now
         return [e for e in self.leaderboard if now - e.last_seen < FRESH_SECONDS]
 
     def update(self, report: HostSwarm) -> None:
-        for name in (f.name for f in fields(report)):
-            setattr(self, name, getattr(report, name))
-        for entry in self.leaderboard:
+        self.swarm = report
+        for entry in report.leaderboard:
             known = self.seen.setdefault(entry.peer_id, {"nickname": entry.nickname, "samples": 0})
             known.update(
                 nickname=entry.nickname,
@@ -56,22 +48,13 @@ class SwarmView:
 
     def summary(self) -> dict[str, Any]:
         fresh = self.fresh()
+        figures = {name: value for name, value in asdict(self.swarm).items() if name != "leaderboard"}
         return {
-            "global_epoch": self.global_epoch,
-            "state_epoch": self.state_epoch,
-            "num_peers": self.num_peers,
-            "num_clients": self.num_clients,
-            "samples_accumulated": self.samples_accumulated,
-            "target_batch_size": self.target_batch_size,
-            "eta_next_step": self.eta_next_step,
+            **figures,
             "volunteers_training": len(fresh),
             "swarm_samples_per_second": sum(e.samples_per_second for e in fresh),
             "volunteers_seen": len(self.seen),
             "samples_seen": sum(v["samples"] for v in self.seen.values()),
-            "averaging_rounds": self.averaging_rounds,
-            "gradient_rounds": self.gradient_rounds,
-            "parameter_rounds": self.parameter_rounds,
-            "last_group_size": self.last_group_size,
         }
 
 

@@ -14,7 +14,7 @@ In every cell these runs alternate, each in a fresh process on one torch thread,
 * ``foreground``: the strategy averaging parameters in the foreground (``delay_state_averaging=False``, its
   default before issue 14), not run unless asked for;
 * ``raw``: a hand-written ``hivemind.Optimizer`` loop without Lightning, hivemind 1.1.12 as released apart
-  from the matchmaking rate limit of ``volunteer.hivemind_patches`` (without it hivemind's matchmaking busy
+  from the matchmaking rate limit of ``volunteer.swarm.hivemind_patches`` (without it hivemind's matchmaking busy
   loop dominates every figure; ``benchmarks.strategy_overhead`` measures that separately).
 
 Two-peer runs start a bootstrap DHT here and two workers that join it; each waits at its first batch until
@@ -145,7 +145,7 @@ def run_worker(job: Job) -> dict:
         trainer.fit(Mlp(job.width), data)
         return {"batch_ends": batch_ends}
 
-    from volunteer import hivemind_patches
+    from volunteer.swarm import hivemind_patches
 
     log.install()
     if job.kind == "raw":

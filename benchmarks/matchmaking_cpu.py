@@ -5,7 +5,7 @@ a warm-up global step), reports the CPU used by the DHT process (with its p2pd d
 averager, the state averager and the training process itself, as a percentage of one core, together with
 the number of DHT lookups of matchmaking (``GroupKeyManager.get_averagers``) per second, counted in every
 forked process through a shared counter. Runs alternate between hivemind's matchmaking as released and with
-``volunteer.hivemind_patches`` applied, so that machine noise hits both alike.
+``volunteer.swarm.hivemind_patches`` applied, so that machine noise hits both alike.
 
     python -m benchmarks.matchmaking_cpu              # the recorded configuration
     python -m benchmarks.matchmaking_cpu --quick      # a smoke run
@@ -31,9 +31,9 @@ from benchmarks.strategy_overhead import (
     silence_training_logs,
     trainer_for,
 )
-from volunteer import hivemind_patches
 from volunteer import strategy as strategy_module
 from volunteer.strategy import HivemindStrategy
+from volunteer.swarm import hivemind_patches
 
 
 def count_lookups(counter) -> None:

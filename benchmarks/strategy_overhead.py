@@ -9,7 +9,7 @@ hits all of them alike:
 * ``reuse``: the same with ``reuse_grad_buffers=True``, which accumulates in ``.grad`` as Lightning does
   instead of copying every batch's gradients into hivemind's own buffers;
 * ``raw``: a hand-written loop around ``hivemind.Optimizer``, no Lightning, with hivemind 1.1.12 as released;
-* ``raw+fix``: the same loop with ``volunteer.hivemind_patches`` applied, as the strategy applies them, so
+* ``raw+fix``: the same loop with ``volunteer.swarm.hivemind_patches`` applied, as the strategy applies them, so
   that ``strategy / raw+fix`` is what the strategy itself costs.
 
 Throughput is measured after a warm-up (the first global step, which includes building the optimizer) and
@@ -36,8 +36,8 @@ from hivemind.averaging.matchmaking import PotentialLeaders
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from volunteer import hivemind_patches
 from volunteer.strategy import HivemindStrategy
+from volunteer.swarm import hivemind_patches
 
 LOOPBACK = "/ip4/127.0.0.1/tcp/0"
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from volunteer.constants import ENV_PREFIX, env, initial_peers_from_env
 from volunteer.datadir import atomic_write_text
-from volunteer.peers import split_addresses
+from volunteer.swarm.multiaddrs import split_addresses
 
 MAX_SLOTS = 256
 WAIT_ENV = ENV_PREFIX + "SWARM_WAIT"

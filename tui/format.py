@@ -35,7 +35,7 @@ MAX_TEXT = 2000
 """Characters of one text from a project or a peer shown at most (an error message, a file name)."""
 
 HUGE = 10**15
-"""Counts at or beyond this are shown as ``≥1e15``: none is real (see ``volunteer.leaderboard``)."""
+"""Counts at or beyond this are shown as ``≥1e15``: none is real (see ``volunteer.swarm.leaderboard``)."""
 
 LONG = 9999 * 86400
 """Durations at or beyond this are shown as ``>9999d``."""

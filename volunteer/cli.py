@@ -46,7 +46,7 @@ def _dispatch(target: str, argv: Sequence[str]) -> int:
 
 def _run(argv: Sequence[str]) -> int:
     """``volunteer [flags]``: the session, headless in this process or under the dashboard."""
-    from volunteer.runner import interactive_child, plan_run, run_headless
+    from volunteer.contribution.run import interactive_child, plan_run, run_headless
 
     settings, dashboard = plan_run(argv)
     if dashboard:

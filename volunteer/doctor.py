@@ -30,10 +30,10 @@ from volunteer.constants import env
 from volunteer.datadir import DataDir
 from volunteer.device import Gpu, running_in_container
 from volunteer.errors import DataDirError, TrustError, VolunteerError
-from volunteer.peers import split_addresses
 from volunteer.project.hub import hub_url
 from volunteer.project.requirements import UPGRADE_HINT, client_too_old, gpu_missing, gpu_too_small
 from volunteer.settings import ArgumentParser, Settings, add_run_options, settings_from_namespace
+from volunteer.swarm.multiaddrs import split_addresses
 
 if TYPE_CHECKING:
     from volunteer.project import PreparedProject

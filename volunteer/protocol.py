@@ -1,7 +1,8 @@
 """What a worker process and its supervisor say to each other: small frozen dataclasses on a queue.
 
-    worker process (volunteer.worker, volunteer.reporter; authoring/host_worker)  --WorkerMessage-->  supervisor
-    supervisor (volunteer.session; authoring/host)                                  --Command, Ping-->  worker
+    worker process (contribution.training_process and .training_callback; authoring/host_worker)
+        --WorkerMessage-->  supervisor (contribution.session; authoring/host_supervisor)
+        <--Command, Ping--
 
 Both the client's training process and the host's hivemind process speak it. The module imports no torch or
 hivemind, so a supervisor unpickles every message without loading them.
@@ -126,7 +127,7 @@ class TrainingStats:
     progress: SwarmProgress | None = None
     transfer: Transfer | None = None
     isolated: bool = False
-    """Cut off from every known peer while training (volunteer.swarmkeeper)."""
+    """Cut off from every known peer while training (volunteer.swarm.keeper)."""
     leaderboard: tuple[LeaderboardEntry, ...] = ()
     leaderboard_dropped: int = 0
 

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 from volunteer import __version__
 from volunteer.constants import DEFAULT_STATUS_PORT, ENV_PREFIX, env, initial_peers_from_env
 from volunteer.errors import ConfigError
-from volunteer.peers import parse_listen_addresses, parse_peers
+from volunteer.swarm.multiaddrs import parse_listen_addresses, parse_peers
 
 DEFAULT_PROJECT = "demo"
 

@@ -31,10 +31,10 @@ from typing_extensions import override
 
 from volunteer.constants import initial_peers_from_env
 from volunteer.errors import StrategyConfigError, SwarmError
-from volunteer.hivemind_patches import apply_hivemind_patches, apply_step_patches
-from volunteer.peers import parse_listen_addresses, parse_peers
 from volunteer.protocol import SwarmProgress
 from volunteer.stats import Transfer
+from volunteer.swarm.hivemind_patches import apply_hivemind_patches, apply_step_patches
+from volunteer.swarm.multiaddrs import parse_listen_addresses, parse_peers
 from volunteer.transfer import TransferMeter, count_state_bytes, meter_state_loads
 
 log = logging.getLogger(__name__)
@@ -94,8 +94,8 @@ class HivemindStrategy(Strategy):
             of a global step and every report within two batches of the target go out at once, so that no
             peer waits for them. 0 publishes after every step.
         keep_swarm: While training, find the other peers again after a partition or a dead bootstrap
-            (``volunteer.swarmkeeper``): dial every peer ever seen, and hold global steps while cut off.
-        swarm_keeper_opts: Keyword arguments for :class:`volunteer.swarmkeeper.SwarmKeeper` (``interval``,
+            (``volunteer.swarm.keeper``): dial every peer ever seen, and hold global steps while cut off.
+        swarm_keeper_opts: Keyword arguments for :class:`volunteer.swarm.keeper.SwarmKeeper` (``interval``,
             ``max_backoff``, ``isolation_hold``).
         **optimizer_kwargs: Further keyword arguments for ``hivemind.Optimizer``.
 
@@ -278,7 +278,7 @@ class HivemindStrategy(Strategy):
 
     @property
     def swarm_keeper(self) -> Any:
-        """The :class:`~volunteer.swarmkeeper.SwarmKeeper` while training runs (``None`` if ``keep_swarm=False``)."""
+        """The :class:`~volunteer.swarm.keeper.SwarmKeeper` while training runs (``None`` if ``keep_swarm=False``)."""
         return self._keeper
 
     @property
@@ -519,7 +519,7 @@ class HivemindStrategy(Strategy):
         meter_state_loads(opt, self._transfers)
         self._watch_gradient_rounds(opt)
         if self.progress_report_interval > 0:
-            from volunteer.hivemind_private import throttle_progress_reports
+            from volunteer.swarm.hivemind_private import throttle_progress_reports
 
             throttle_progress_reports(opt.tracker, _ThrottledEvent(self.progress_report_interval, opt.tracker))
         if self._resumed_optimizer_state is not None:
@@ -527,7 +527,7 @@ class HivemindStrategy(Strategy):
             self._resumed_optimizer_state = None
         opt.load_state_from_peers()
         if self.keep_swarm and self._keeper is None:
-            from volunteer.swarmkeeper import SwarmKeeper
+            from volunteer.swarm.keeper import SwarmKeeper
 
             tracker = opt.tracker
             self._keeper = SwarmKeeper(

@@ -1,8 +1,9 @@
 """One way to run a long-lived worker process and supervise it: the session's training process and the host's.
 
-    supervisor (volunteer.session, authoring/host_supervisor)         worker (volunteer.worker, authoring/host_worker)
-      WorkerProcess: spawn, poll messages, send commands        <->     run_worker_body: own process group, parent
-      stop grace, kill the group, drain; StopSignals; Backoff           watch, output to a log, typed messages
+    supervisor (contribution.session, authoring/host_supervisor): WorkerProcess spawns the worker, polls its
+        messages, sends commands, gives it STOP_GRACE, kills its group and drains; StopSignals; Backoff
+    worker (contribution.training_process, authoring/host_worker): run_worker_body gives it its own process
+        group, a parent watch, its output in a log, and its failure as a typed message
 
 The worker runs in a process group of its own (hivemind forks a DHT, averagers and ``p2pd`` beside it), so one
 ``killpg`` takes all of it down; it watches its parent, so a supervisor killed with -9 leaves nothing behind.

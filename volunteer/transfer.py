@@ -7,7 +7,7 @@ Both report into a :class:`TransferMeter`, whose :meth:`~TransferMeter.snapshot`
   total comes from the repository listing.
 - The model state is downloaded by hivemind's state averager, in a process of its own. :func:`count_state_bytes`
   wraps the one stream ``DecentralizedAverager._load_state_from_peers`` reads (hivemind 1.1.12, checked by the
-  source's hash, as ``volunteer.hivemind_patches`` does) so that each tensor part's bytes are added to a counter
+  source's hash, as ``volunteer.swarm.hivemind_patches`` does) so that each tensor part's bytes are added to a counter
   in shared memory, which the averager inherits when hivemind forks it; the training process reads it. The
   total is this peer's own copy of the same state (parameters and optimizer state), which the swarm's has the
   size of.

@@ -16,8 +16,8 @@ from hivemind.averaging.partition import AllreduceException
 from hivemind.p2p import PeerID
 from hivemind.utils.timed_storage import get_dht_time
 
-from volunteer import hivemind_patches
-from volunteer.hivemind_patches import apply_hivemind_patches, is_patched, lookup_interval
+from volunteer.swarm import hivemind_patches
+from volunteer.swarm.hivemind_patches import apply_hivemind_patches, is_patched, lookup_interval
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

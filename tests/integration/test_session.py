@@ -93,7 +93,7 @@ def test_restart_keeps_peer_id_and_totals_and_catches_up(tmp_path):
 
         alone_from = a.status()["global_epoch"]
         # b's goodbye may not reach a before b's DHT is gone; then a holds its steps for the partner that might
-        # come back (volunteer.swarmkeeper, isolation_hold 60 s) before it moves on alone
+        # come back (volunteer.swarm.keeper, isolation_hold 60 s) before it moves on alone
         a.wait_status(lambda s: s["global_epoch"] >= alone_from + 1, 120, "a moving on alone")
         b = Volunteer(tmp_path, "b", peers=a.address(), data_dir=b.data_dir)
         volunteers.append(b)

@@ -71,7 +71,7 @@ def tracker():
 def test_the_tracker_counts_its_own_samples_not_its_stale_record(tracker):
     from hivemind.utils import get_dht_time
 
-    from volunteer.hivemind_patches import apply_step_patches, is_step_patched
+    from volunteer.swarm.hivemind_patches import apply_step_patches, is_step_patched
 
     assert apply_step_patches() and is_step_patched()
     tracker.report_local_progress(0, 10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hivemind
 import pytest
 
-from volunteer.swarmkeeper import SwarmKeeper
+from volunteer.swarm.keeper import SwarmKeeper
 
 pytestmark = pytest.mark.integration
 

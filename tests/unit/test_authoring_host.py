@@ -30,7 +30,7 @@ from volunteer.authoring.host_supervisor import Host
 from volunteer.authoring.host_view import SwarmView
 from volunteer.authoring.hubwrite import hub_api
 from volunteer.authoring.init import create_project
-from volunteer.authoring.peerlist import (
+from volunteer.authoring.peers_file import (
     HubPeersFile,
     PeerListPlanner,
     all_private,
@@ -39,10 +39,10 @@ from volunteer.authoring.peerlist import (
 )
 from volunteer.cli import main
 from volunteer.datadir import DataDir
-from volunteer.peers import peer_id_of
 from volunteer.project.peersources import parse_peer_lines
 from volunteer.protocol import CheckpointSaved, HostSwarm
 from volunteer.stats import LeaderboardEntry
+from volunteer.swarm.multiaddrs import peer_id_of
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from volunteer.peers import validate_peer_address
+from volunteer.swarm.multiaddrs import validate_peer_address
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,7 +20,7 @@ import pytest
 from dockerfile_parse import DockerfileParser
 
 import volunteer
-from volunteer.peers import parse_listen_addresses
+from volunteer.swarm.multiaddrs import parse_listen_addresses
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support import hostile
-from volunteer.headless import HeadlessLog, format_status
+from volunteer.contribution.headless_log import HeadlessLog, format_status
 from volunteer.stats import Event, Snapshot, json_safe
 
 SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from volunteer.headless import format_status
+from volunteer.contribution.headless_log import format_status
 from volunteer.stats import Snapshot, State
 
 

@@ -8,8 +8,8 @@ import hivemind
 import pytest
 from hivemind.averaging.matchmaking import PotentialLeaders
 
-from volunteer import hivemind_patches
-from volunteer.hivemind_patches import apply_hivemind_patches, is_patched, lookup_interval
+from volunteer.swarm import hivemind_patches
+from volunteer.swarm.hivemind_patches import apply_hivemind_patches, is_patched, lookup_interval
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_leaves_other_matchmaking_code_alone_with_one_log_line(hivemind_as_relea
         pass
 
     monkeypatch.setattr(PotentialLeaders, "_update_queue_periodically", changed_upstream)
-    with caplog.at_level(logging.INFO, logger="volunteer.hivemind_patches"):
+    with caplog.at_level(logging.INFO, logger="volunteer.swarm.hivemind_patches"):
         assert apply_hivemind_patches() is False
         assert apply_hivemind_patches() is False
     assert PotentialLeaders._update_queue_periodically is changed_upstream

@@ -11,8 +11,8 @@ import pytest
 from hivemind.optim.progress_tracker import ProgressTracker
 from hivemind.p2p.p2p_daemon_bindings.p2pclient import Client
 
-from volunteer import hivemind_private
-from volunteer.hivemind_private import dial, throttle_progress_reports
+from volunteer.swarm import hivemind_private
+from volunteer.swarm.hivemind_private import dial, throttle_progress_reports
 
 
 class _Tracker:
@@ -49,7 +49,7 @@ def test_another_hivemind_keeps_its_own_event_with_one_log_line(
     monkeypatch.setattr(ProgressTracker, "_progress_reporter", changed_upstream)
     tracker = _Tracker()
     old = tracker.should_report_progress
-    with caplog.at_level(logging.INFO, logger="volunteer.hivemind_private"):
+    with caplog.at_level(logging.INFO, logger="volunteer.swarm.hivemind_private"):
         assert throttle_progress_reports(tracker, threading.Event()) is False
         assert throttle_progress_reports(tracker, threading.Event()) is False
     assert tracker.should_report_progress is old and not old.is_set()

@@ -103,7 +103,7 @@ def test_the_finder_sees_a_circle() -> None:
 
 def test_the_graph_reads_relative_and_function_level_imports() -> None:
     graph = import_graph()
-    assert "volunteer.runner" in graph["volunteer.cli"]  # imported inside a function
+    assert "volunteer.contribution.run" in graph["volunteer.cli"]  # imported inside a function
     assert "tui.app" in graph["tui"]
 
 
@@ -122,4 +122,5 @@ def test_the_core_never_imports_the_tui_or_textual() -> None:
 
 def test_the_training_process_does_not_load_doctor() -> None:
     graph = import_graph()
-    assert "volunteer.doctor" not in graph["volunteer.worker"]  # its GPU probe lives in volunteer.device
+    # its GPU probe lives in volunteer.device
+    assert "volunteer.doctor" not in graph["volunteer.contribution.training_process"]

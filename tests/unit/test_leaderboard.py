@@ -13,9 +13,10 @@ from hivemind.utils.timed_storage import ValueWithExpiration
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from volunteer import leaderboard
 from volunteer.errors import DataDirError
-from volunteer.leaderboard import (
+from volunteer.stats import clean_text
+from volunteer.swarm import leaderboard
+from volunteer.swarm.leaderboard import (
     CLOCK_WINDOW,
     MAX_SAMPLES,
     NICKNAME_CHARS,
@@ -25,7 +26,6 @@ from volunteer.leaderboard import (
     peer_id_of_subkey,
     use_identity_for_signing,
 )
-from volunteer.stats import clean_text
 
 NOW = 1_800_000_000.0
 

@@ -148,8 +148,8 @@ def test_hub_cache_follows_hugging_face_variables(tmp_path, monkeypatch):
 
 
 def test_the_session_says_when_it_set_a_ledger_aside(tmp_path):
+    from volunteer.contribution.session import Session
     from volunteer.project import resolve_project
-    from volunteer.session import Session
     from volunteer.settings import Settings
 
     settings = Settings(project="demo", status_port=0)

@@ -1,7 +1,7 @@
 import pytest
 
 from volunteer.errors import PeerAddressError
-from volunteer.peers import parse_listen_addresses, parse_peers, peer_id_of, split_addresses
+from volunteer.swarm.multiaddrs import parse_listen_addresses, parse_peers, peer_id_of, split_addresses
 
 PEER = "QmTPAgyFyHNAhtTpB2yj7PbSgD8YUojZSW6e3QZzA5RKMh"
 PEER2 = "12D3KooWGQMHQyyBGKu76DQB4NrmvYQKB2Tiofb9eBVRDc84djjW"

@@ -152,7 +152,7 @@ def test_re_reading_the_peers_on_reconnect_never_kills_the_session(tmp_path: Pat
     from types import SimpleNamespace
 
     import volunteer.project
-    from volunteer.session import Session
+    from volunteer.contribution.session import Session
     from volunteer.settings import Settings
 
     session = Session(Settings(data_dir=str(tmp_path)), DataDir.open(str(tmp_path)))
@@ -170,7 +170,7 @@ def test_re_reading_the_peers_on_reconnect_never_kills_the_session(tmp_path: Pat
 def test_on_reconnect_a_failing_url_is_a_warning_and_the_previous_peers_stay(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from volunteer.session import Session
+    from volunteer.contribution.session import Session
     from volunteer.settings import Settings
 
     with scripted_server(HEADERS + b"Content-Length: 1000\r\n\r\nshort") as url:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from volunteer.contribution.session import Session
 from volunteer.datadir import DataDir
-from volunteer.session import Session
 from volunteer.settings import Settings
 
 
@@ -22,8 +22,8 @@ def test_a_download_under_way_is_in_the_snapshots_and_the_log(tmp_path, monkeypa
     import io
     import time
 
-    import volunteer.session as session_module
-    from volunteer.headless import HeadlessLog
+    import volunteer.contribution.session as session_module
+    from volunteer.contribution.headless_log import HeadlessLog
     from volunteer.transfer import TransferMeter
 
     monkeypatch.setattr(session_module, "SNAPSHOT_INTERVAL", 0.02)

@@ -10,8 +10,8 @@ from pathlib import Path
 from volunteer.authoring.options import checked, duration, positive_int, repo_id
 from volunteer.constants import ENV_PREFIX, env
 from volunteer.errors import ConfigError
-from volunteer.peers import parse_peers
 from volunteer.settings import ArgumentParser, Settings, add_run_options, parse_port, settings_from_namespace
+from volunteer.swarm.multiaddrs import parse_peers
 
 DEFAULT_PORT = 31337
 DEFAULT_HOST_MADDRS = (f"/ip4/0.0.0.0/tcp/{DEFAULT_PORT}", f"/ip4/0.0.0.0/udp/{DEFAULT_PORT}/quic-v1")

@@ -121,7 +121,7 @@ class PeersKeeper(threading.Thread):
         if set(remote.addresses) == set(desired) and remote.exists:
             self._written = True  # nothing to do: it is already right
             return
-        from volunteer.authoring.peerlist import render_peers_file
+        from volunteer.authoring.peers_file import render_peers_file
 
         manifest = host.prepared.project.manifest
         text = render_peers_file(desired, name=manifest.name, run_id=manifest_run_id, host_peer_id=own_id)

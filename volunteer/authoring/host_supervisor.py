@@ -22,7 +22,6 @@ from volunteer.authoring.host_server import HostServer
 from volunteer.authoring.host_view import HostLog, SwarmView
 from volunteer.datadir import DataDir, atomic_write_json, safe_name
 from volunteer.errors import ConfigError, VolunteerError
-from volunteer.peers import parse_listen_addresses, parse_peers
 from volunteer.protocol import (
     CheckpointSaved,
     Done,
@@ -35,6 +34,7 @@ from volunteer.protocol import (
     WorkerMessage,
 )
 from volunteer.supervisor import Backoff, StopSignals, WorkerProcess
+from volunteer.swarm.multiaddrs import parse_listen_addresses, parse_peers
 
 
 class Host:
@@ -117,7 +117,7 @@ class Host:
                 server.stop()
 
     def _make_keeper(self) -> PeersKeeper:
-        from volunteer.authoring.peerlist import HubPeersFile, PeerListPlanner
+        from volunteer.authoring.peers_file import HubPeersFile, PeerListPlanner
 
         project = self.prepared.project
         manifest = project.manifest
@@ -204,7 +204,7 @@ class Host:
 
     def _handle(self, message: WorkerMessage, keeper: PeersKeeper) -> str | None:
         if isinstance(message, Joined):
-            from volunteer.authoring.peerlist import all_private, own_addresses
+            from volunteer.authoring.peers_file import all_private, own_addresses
 
             self.view.peer_id = message.peer_id
             self.view.addresses = tuple(own_addresses(message.addresses))

@@ -138,8 +138,8 @@ class _HostWorker:
     def run(self) -> None:
         import hivemind
 
-        from volunteer.hivemind_patches import apply_hivemind_patches
-        from volunteer.leaderboard import record_validators
+        from volunteer.swarm.hivemind_patches import apply_hivemind_patches
+        from volunteer.swarm.leaderboard import record_validators
 
         spec = self.spec
         manifest = spec.prepared.project.manifest
@@ -352,7 +352,7 @@ class _HostWorker:
     # -- the swarm, off the loop: leaderboard records and pings ------------------------------------------------
 
     def _watch_swarm(self) -> None:
-        from volunteer.leaderboard import leaderboard_key, parse_entries
+        from volunteer.swarm.leaderboard import leaderboard_key, parse_entries
 
         key = leaderboard_key(self.spec.prepared.project.manifest.run_id)
         last = 0.0
@@ -371,7 +371,7 @@ class _HostWorker:
                     self.entries = board.entries
 
     def _ping(self, addresses: Sequence[str]) -> dict[str, bool]:
-        from volunteer.authoring.peerlist import group_by_peer
+        from volunteer.authoring.peers_file import group_by_peer
 
         targets = [
             (peer_id, [a.rsplit("/p2p/", 1)[0] for a in addrs]) for peer_id, addrs in group_by_peer(addresses).items()
@@ -401,7 +401,7 @@ async def _ping_peers(_dht: Any, node: Any, targets: list[tuple[str, list[str]]]
     from hivemind.p2p import PeerID
     from hivemind.utils.multiaddr import Multiaddr
 
-    from volunteer.hivemind_private import dial
+    from volunteer.swarm.hivemind_private import dial
 
     async def one(peer_id_text: str, maddrs: list[str]) -> bool:
         try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from volunteer.datadir import DataDir, atomic_write_text
 from volunteer.errors import DataDirError, PeerAddressError, ProjectError
-from volunteer.peers import dedupe, split_addresses, validate_peer_address
+from volunteer.swarm.multiaddrs import dedupe, split_addresses, validate_peer_address
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from volunteer.errors import PeerAddressError, ProjectError
-from volunteer.peers import dedupe, peer_id_of, validate_peer_address
 from volunteer.project.peersources import parse_peer_lines
+from volunteer.swarm.multiaddrs import dedupe, peer_id_of, validate_peer_address
 
 MAX_OTHER_PEERS = 8
 """At most this many other peers are listed besides the host: the list is for bootstrapping, not a directory."""

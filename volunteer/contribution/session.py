@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from volunteer import endpoint_file
+from volunteer.contribution.headless_log import HeadlessLog
 from volunteer.datadir import DataDir
 from volunteer.errors import SwarmError, VolunteerError
-from volunteer.headless import HeadlessLog
 from volunteer.ledger import Counters, LedgerFile
 from volunteer.protocol import (
     DeviceReport,
@@ -292,7 +292,7 @@ class Session:
     # -- one training process ----------------------------------------------------------------------------
 
     def _run_worker(self, peers: tuple[str, ...], batch_size: int | None, deadline: float | None) -> Outcome:
-        from volunteer.worker import WorkerSpec, run_worker
+        from volunteer.contribution.training_process import WorkerSpec, run_worker
 
         steps_left = None
         if self.settings.max_steps:
@@ -437,7 +437,7 @@ class Session:
         elif self._reconnecting and state == State.CONNECTING:
             state = State.RECONNECTING
         elif m.isolated and state == State.TRAINING:
-            state = State.RECONNECTING  # cut off from every known peer while training (volunteer.swarmkeeper)
+            state = State.RECONNECTING  # cut off from every known peer while training (volunteer.swarm.keeper)
         self._publish(
             state=state,
             session_samples=session.samples,

@@ -22,8 +22,9 @@ declared expiration anyway, so the all-reduce starts no later; only a group that
 code unchanged.
 
 The patch replaces a method of hivemind's class in this process, so averagers forked after
-:func:`apply_hivemind_patches` inherit it (hivemind forks them; see ``volunteer.worker``). It applies only to
-the exact source it was written against, and leaves any other hivemind untouched, with one log line.
+:func:`apply_hivemind_patches` inherit it (hivemind forks them; see ``volunteer.contribution.training_process``).
+It applies only to the exact source it was written against, and leaves any other hivemind untouched, with one
+log line.
 
 **The progress tracker forgets this peer's own samples.** Every 0.5 s or more, hivemind's ``ProgressTracker``
 (``hivemind/optim/progress_tracker.py``) replaces the swarm's progress with what it reads from the DHT,

@@ -82,11 +82,11 @@ class _Worker:
     def train(self) -> None:
         import lightning as L
 
+        from volunteer.contribution.training_callback import Reporter
         from volunteer.device import cpu_fallback_warning, device_info, resolve_device
-        from volunteer.leaderboard import record_validators, use_identity_for_signing
-        from volunteer.reporter import Reporter
         from volunteer.shm import check_shm
         from volunteer.strategy import HivemindStrategy
+        from volunteer.swarm.leaderboard import record_validators, use_identity_for_signing
 
         spec = self.spec
         manifest = spec.prepared.project.manifest

@@ -50,14 +50,14 @@ class Reporter(L.Callback):
     # -- Lightning hooks -----------------------------------------------------------------------------------
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        from volunteer.leaderboard import LeaderboardPublisher, make_record
+        from volunteer.swarm.leaderboard import LeaderboardPublisher, make_record
 
         strategy = self.strategy
         addresses = strategy.visible_maddrs()
         peers = len(strategy.initial_peers)
         how = f"joined through {peers} initial peer(s)" if peers else "started a new swarm"
         self.worker.emit(Joined(str(strategy.dht.peer_id), tuple(addresses)))
-        # lost and found again (volunteer.swarmkeeper): "reconnecting", "recovered", "alone" events
+        # lost and found again (volunteer.swarm.keeper): "reconnecting", "recovered", "alone" events
         strategy.swarm_event_handler = self.worker.event
         self.worker.event("joined", f"peer {strategy.dht.peer_id} {how}; reachable at {' '.join(addresses)}")
         spec = self.worker.spec

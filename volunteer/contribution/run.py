@@ -30,7 +30,7 @@ def interactive_child() -> bool:
 
 
 def run_headless(settings: Settings, *, interactive: bool = False) -> int:
-    from volunteer.session import run_session
+    from volunteer.contribution.session import run_session
 
     data_dir = DataDir.open(settings.data_dir)
     with data_dir.lock():

@@ -1,6 +1,6 @@
 """The two places volunteer reaches into hivemind 1.1.12's private parts, each guarded as the patches are.
 
-Like :mod:`volunteer.hivemind_patches`, each reach is checked against the exact hivemind version and the
+Like :mod:`volunteer.swarm.hivemind_patches`, each reach is checked against the exact hivemind version and the
 sha256 of the source it relies on; on any other hivemind it is skipped, with one log line, and what it was
 for is done without it (more slowly, or less precisely), never wrongly.
 

@@ -15,24 +15,6 @@ from dataclasses import dataclass, field
 
 from volunteer.stats import Command, DeviceInfo, LeaderboardEntry, State, Transfer
 
-__all__ = [
-    "CheckpointSaved",
-    "Command",
-    "Done",
-    "ErrorCategory",
-    "Failed",
-    "HostSwarm",
-    "Joined",
-    "Note",
-    "Ping",
-    "Reachable",
-    "StateChanged",
-    "SwarmProgress",
-    "TrainingStats",
-    "WorkerCommand",
-    "WorkerMessage",
-]
-
 
 class ErrorCategory(str, enum.Enum):
     """Why a worker process failed: what its supervisor does next depends on it."""

@@ -57,6 +57,7 @@ class Reporter(L.Callback):
         self.worker.emit(kind="joined", peer_id=str(strategy.dht.peer_id), addresses=addresses)
         # lost and found again (volunteer.swarmkeeper): "reconnecting", "recovered", "alone" events
         strategy.swarm_event_handler = self.worker.event
+        strategy.idle_handler = lambda: self._handle_commands(trainer)  # while the upload cap holds training back
         self.worker.event("joined", f"peer {strategy.dht.peer_id} {how}; reachable at {' '.join(addresses)}")
         spec = self.worker.spec
         self._leaderboard = LeaderboardPublisher(
@@ -164,6 +165,7 @@ class Reporter(L.Callback):
         strategy = self.strategy
         progress = strategy.progress()
         transfer = strategy.transfer()
+        wire = strategy.wire()
         keeper = getattr(strategy, "swarm_keeper", None)
         with self._lock:
             message = dict(
@@ -181,6 +183,7 @@ class Reporter(L.Callback):
                 learning_rate=self.lr,
                 progress=dataclasses.asdict(progress) if progress is not None else None,
                 transfer=dataclasses.asdict(transfer) if transfer is not None else None,
+                wire=dataclasses.asdict(wire),
                 isolated=bool(keeper is not None and keeper.state.isolated),
                 leaderboard=[dataclasses.asdict(e) for e in self._leaderboard.entries] if self._leaderboard else [],
                 leaderboard_dropped=self._leaderboard.dropped if self._leaderboard else 0,

@@ -40,6 +40,7 @@ from volunteer.stats import (
     Snapshot,
     State,
     Transfer,
+    Wire,
 )
 from volunteer.transfer import TransferMeter, repeating
 
@@ -326,6 +327,8 @@ class Session:
             announce_maddrs=self.settings.announce_maddrs,
             client_mode=self.settings.client_mode,
             use_relay=self.settings.use_relay,
+            max_upload=self.settings.max_upload,
+            monthly_data=self.settings.monthly_data,
             base_swarm_samples=self._ledger_totals().swarm_samples,
         )
         if self._snapshot.state != State.RECONNECTING:
@@ -501,6 +504,7 @@ class Session:
             swarm_samples_per_second=swarm_rate,
             leaderboard=leaderboard,
             transfer=Transfer(**m["transfer"]) if m.get("transfer") else None,
+            wire=Wire(**m["wire"]) if m.get("wire") else None,
             leaderboard_dropped=m.get("leaderboard_dropped", 0),
         )
 

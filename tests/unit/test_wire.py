@@ -28,9 +28,11 @@ def test_rates_as_links_are_sold(text, bytes_per_second):
     assert parse_rate(text) == pytest.approx(bytes_per_second)
 
 
-@pytest.mark.parametrize("text", ["5", "5Mb", "5 megabits", "-5Mbit", "0Mbit", "5Mbps/s", "inf Mbit", "", "5iB", "1bit"])
+@pytest.mark.parametrize(
+    "text", ["5", "5Mb", "5 megabits", "-5Mbit", "0Mbit", "5Mbps/s", "inf Mbit", "", "5iB", "1bit"]
+)
 def test_ambiguous_or_bad_rates_are_refused(text):
-    with pytest.raises(ValueError, match="e.g. 5Mbit"):
+    with pytest.raises(ValueError, match=r"e\.g\. 5Mbit"):
         parse_rate(text)
 
 
@@ -128,7 +130,7 @@ def test_hold_waits_out_the_debt_and_can_be_interrupted():
     link.sent = 300_000  # 0.3 s of debt on the real clock
     started = time.monotonic()
     held = cap.hold(lambda: False)
-    assert 0.2 <= held and time.monotonic() - started < 5
+    assert held >= 0.2 and time.monotonic() - started < 5
     link.sent += 10**9
     assert cap.hold(lambda: True) < 0.1, "a stop ends the hold at once"
 

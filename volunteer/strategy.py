@@ -393,11 +393,11 @@ class HivemindStrategy(Strategy):
         total, up, down = self._wire_meter.read()
         samples = self._samples_contributed
         return Wire(
-            sent_bytes=total.sent_bytes,
-            received_bytes=total.received_bytes,
+            sent_bytes=total.wire_sent,
+            received_bytes=total.wire_received,
             upload_bytes_per_second=up,
             download_bytes_per_second=down,
-            sent_bytes_per_sample=total.sent_bytes / samples if samples else None,
+            sent_bytes_per_sample=total.wire_sent / samples if samples else None,
             cap=self._cap.action if self._cap is not None else "",
         )
 
@@ -725,6 +725,13 @@ class HivemindStrategy(Strategy):
             for averager, allowed in sharing:
                 if allowed:
                     averager.allow_state_sharing = True
+        opt = self._opt
+        stopping = trainer is not None and trainer.should_stop
+        if opt is not None and not stopping and opt.local_epoch < opt.tracker.global_epoch:
+            # the swarm moved on meanwhile: catch up now, or the next batches would be computed on old
+            # parameters and thrown away when hivemind loads the state at the next step
+            opt.load_state_from_peers()
+            self._sync_schedulers()
 
     def _drop_grads(self) -> None:
         module = self.lightning_module

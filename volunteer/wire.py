@@ -45,9 +45,25 @@ KINDS = ("gradients", "state_averaging", "state_download", "dht", "other")
 served to or loaded from peers, DHT requests (progress, matchmaking keys, leaderboard), anything else
 (matchmaking calls between averagers)."""
 
+MESSAGES = len(KINDS)
+"""Index after the kinds where messages (hivemind's protobuf frames, unary calls) are counted, not bytes."""
 SENT, RECEIVED = 0, 1
+
+TX_BYTE_OVERHEAD, TX_MESSAGE_OVERHEAD = 1.01, 580
+"""The interface sends about this many bytes per payload byte, plus this many per message sent (TCP/IP headers,
+libp2p's encryption, multiplexing and stream set-up, and the acknowledgements of what comes back): fitted to
+the namespace harness' interface counters (docs/bandwidth.md), within 2 % there."""
+RX_BYTE_OVERHEAD, RX_MESSAGE_OVERHEAD = 1.08, 290
+"""Likewise for what the interface receives."""
 SLOTS = 32
 """Processes that can count on their own slot (main, DHT, averagers and their restarts); more share the last."""
+
+FRAMING_SOURCES = {
+    "send_protobuf": "4f5a437c202da6a91decbddddd8db8405b41993ef41ed8a6c0f2f4b292d4bd40",
+    "receive_protobuf": "9d870718fbdc1c4fd296e7a45c7b8b81e9b748609d61381d87d4b194df03ac4a",
+}
+"""sha256 of ``P2P.send_protobuf`` and ``receive_protobuf``: a stream message starts with a one-byte marker, written
+and read on its own, which is how the wrappers count messages."""
 
 PATCHED_SOURCES = {
     "call_unary_handler": "f2704627a5ed76b512cc74679d617c3b991892d4028fb50089ffc3ecd8ffbe03",
@@ -100,7 +116,7 @@ def add_bytes(kind: int, direction: int, count: int) -> None:
     if counts is None or count <= 0:
         return
     slot = _slot if _slot_pid == os.getpid() else _claim_slot()
-    counts[(slot * len(KINDS) + kind) * 2 + direction] += count
+    counts[(slot * (len(KINDS) + 1) + kind) * 2 + direction] += count
 
 
 @dataclass(frozen=True)
@@ -109,14 +125,26 @@ class WireTotals:
 
     sent: tuple[int, ...]
     received: tuple[int, ...]
+    sent_messages: int = 0
+    received_messages: int = 0
 
     @property
     def sent_bytes(self) -> int:
+        """hivemind's payload sent, counted exactly."""
         return sum(self.sent)
 
     @property
     def received_bytes(self) -> int:
         return sum(self.received)
+
+    @property
+    def wire_sent(self) -> int:
+        """Bytes the network interface sends for this traffic: the payload and its framing (estimated)."""
+        return round(self.sent_bytes * TX_BYTE_OVERHEAD + self.sent_messages * TX_MESSAGE_OVERHEAD)
+
+    @property
+    def wire_received(self) -> int:
+        return round(self.received_bytes * RX_BYTE_OVERHEAD + self.received_messages * RX_MESSAGE_OVERHEAD)
 
     def by_kind(self) -> dict[str, tuple[int, int]]:
         return {kind: (self.sent[i], self.received[i]) for i, kind in enumerate(KINDS)}
@@ -124,17 +152,17 @@ class WireTotals:
 
 def totals() -> WireTotals:
     """What this process and its forked children have sent and received, by kind (zeros when not counting)."""
-    sent = [0] * len(KINDS)
-    received = [0] * len(KINDS)
+    sent = [0] * (len(KINDS) + 1)
+    received = [0] * (len(KINDS) + 1)
     counts = _counts
     if counts is not None:
         values = list(counts)
         for slot in range(SLOTS):
-            for kind in range(len(KINDS)):
-                base = (slot * len(KINDS) + kind) * 2
+            for kind in range(len(KINDS) + 1):
+                base = (slot * (len(KINDS) + 1) + kind) * 2
                 sent[kind] += values[base + SENT]
                 received[kind] += values[base + RECEIVED]
-    return WireTotals(tuple(sent), tuple(received))
+    return WireTotals(tuple(sent[:-1]), tuple(received[:-1]), sent[-1], received[-1])
 
 
 def is_counting() -> bool:
@@ -154,6 +182,8 @@ class _CountingReader:
     async def readexactly(self, n: int) -> bytes:
         data = await self._reader.readexactly(n)
         add_bytes(self._kind, RECEIVED, len(data))
+        if n == 1:  # hivemind's marker before every message
+            add_bytes(MESSAGES, RECEIVED, 1)
         return data
 
     async def read(self, n: int = -1) -> bytes:
@@ -179,7 +209,10 @@ class _CountingWriter:
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self._writer.write(data)
-        add_bytes(self._kind, SENT, len(data) if not isinstance(data, memoryview) else data.nbytes)
+        size = len(data) if not isinstance(data, memoryview) else data.nbytes
+        add_bytes(self._kind, SENT, size)
+        if size == 1:  # hivemind's marker before every message
+            add_bytes(MESSAGES, SENT, 1)
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
@@ -198,8 +231,10 @@ def _wrap_methods(client_class: Any) -> None:
     async def call_unary_handler(self: Any, peer_id: Any, proto: str, data: bytes) -> bytes:
         kind = kind_of(proto)
         add_bytes(kind, SENT, len(data))
+        add_bytes(MESSAGES, SENT, 1)
         response = await call_unary(self, peer_id, proto, data)
         add_bytes(kind, RECEIVED, len(response))
+        add_bytes(MESSAGES, RECEIVED, 1)
         return response
 
     async def add_unary_handler(self: Any, proto: str, handler: Any, balanced: bool = False) -> None:
@@ -207,8 +242,10 @@ def _wrap_methods(client_class: Any) -> None:
 
         async def counted(request: bytes, remote_id: Any) -> bytes:
             add_bytes(kind, RECEIVED, len(request))
+            add_bytes(MESSAGES, RECEIVED, 1)
             response = await handler(request, remote_id)
             add_bytes(kind, SENT, len(response))
+            add_bytes(MESSAGES, SENT, 1)
             return response
 
         await add_unary(self, proto, counted, balanced)
@@ -250,13 +287,15 @@ def count_wire_bytes() -> bool:
     global _counts, _next_slot, _installed
     if _installed:
         return True
+    from hivemind.p2p.p2p_daemon import P2P
     from hivemind.p2p.p2p_daemon_bindings.control import ControlClient
 
     changed = [name for name, sha in PATCHED_SOURCES.items() if _source_sha256(getattr(ControlClient, name)) != sha]
+    changed += [name for name, sha in FRAMING_SOURCES.items() if _source_sha256(getattr(P2P, name)) != sha]
     if changed:
         log.info("hivemind's p2p client is not the code volunteer counts bytes in (%s); no byte counts", changed)
         return False
-    _counts = multiprocessing.Array(ctypes.c_uint64, SLOTS * len(KINDS) * 2, lock=False)
+    _counts = multiprocessing.Array(ctypes.c_uint64, SLOTS * (len(KINDS) + 1) * 2, lock=False)
     _next_slot = multiprocessing.Value(ctypes.c_int, 0)
     _wrap_methods(ControlClient)
     _installed = True
@@ -283,14 +322,14 @@ class WireMeter:
         now = time.monotonic()
         current = self._read()
         with self._lock:
-            self._samples.append((now, current.sent_bytes, current.received_bytes))
+            self._samples.append((now, current.wire_sent, current.wire_received))
             while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
                 self._samples.pop(0)
             t0, s0, r0 = self._samples[0]
         elapsed = now - t0
         if elapsed < 0.5:
             return current, 0.0, 0.0
-        return current, (current.sent_bytes - s0) / elapsed, (current.received_bytes - r0) / elapsed
+        return current, (current.wire_sent - s0) / elapsed, (current.wire_received - r0) / elapsed
 
 
 # -- parsing the volunteer's limits ------------------------------------------------------------------------------
@@ -434,7 +473,7 @@ class UploadCap:
 
     @staticmethod
     def _used(limit: Limit, total: WireTotals) -> int:
-        return total.sent_bytes + (total.received_bytes if limit.both_ways else 0)
+        return total.wire_sent + (total.wire_received if limit.both_ways else 0)
 
     def _refill(self) -> None:
         now = self._clock()

@@ -169,3 +169,20 @@ def test_real_hivemind_traffic_is_counted_at_both_ends():
             second.shutdown()
     finally:
         first.shutdown()
+
+
+def test_headless_lines_show_the_rates_and_the_caps_doing():
+    import io
+    import json
+
+    from volunteer.headless import HeadlessLog, format_status
+    from volunteer.stats import Snapshot, Wire
+
+    capped = Snapshot(wire=Wire(10**6, 2 * 10**6, 625_000.0, 80_000.0, 4_400.0, "upload cap 5 Mbit/s: holding"))
+    line = format_status(capped)
+    assert "net up 5 Mbit/s, down 640 kbit/s, 4.4 kB sent a sample | upload cap 5 Mbit/s: holding" in line
+    assert "net " not in format_status(Snapshot()), "nothing to say before training starts"
+    out = io.StringIO()
+    HeadlessLog("json", out).status(capped)
+    assert json.loads(out.getvalue())["wire"]["upload_bytes_per_second"] == 625_000.0
+    assert Snapshot.from_dict(capped.to_dict()) == capped, "the status endpoint carries it intact"

@@ -29,6 +29,7 @@ WIDTH = 10_000
 """Hidden width of the test model: 100k parameters, 400 kB of gradients a round, so that averaging dominates."""
 CAP = "512kbit"
 CAP_BYTES = 64_000
+LINK = "1mbit"
 WINDOW = 90.0
 """Seconds of steady training measured."""
 
@@ -72,6 +73,8 @@ def test_counted_bytes_match_the_interfaces_and_the_cap_holds(tmp_path):
         a = swarm.start("a", project=project)
         wait_until(lambda: _wire(a.status()) and (a.status() or {}).get("state") == "training", 180, "a training", [a])
         b = swarm.start("b", peers=a.address(), project=project)
+        # c is a home volunteer: a 1 Mbit/s uplink (tc tbf, where the kernel has it), capped at half of it
+        shaped = net.limit_bandwidth(net.add_host("c"), rate=LINK, burst="32kbit", latency="400ms")
         c = swarm.start("c", peers=a.address(), project=project, extra=("--max-upload", CAP))
         swarm.wait_one_swarm([a, b], 180)
         wait_until(lambda: (c.status() or {}).get("swarm_samples", 0) > 0, 180, "c credited for a global step", [c])
@@ -101,6 +104,7 @@ def test_counted_bytes_match_the_interfaces_and_the_cap_holds(tmp_path):
                 swarm_samples=s1["swarm_samples"] - s0["swarm_samples"],
                 cap=_wire(s1)["cap"],
             )
+        report["c"]["link"] = LINK if shaped else "unshaped"
         (tmp_path / "report.json").write_text(json.dumps(report, indent=1))
         for name in "ab":
             r = report[name]

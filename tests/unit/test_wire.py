@@ -186,3 +186,14 @@ def test_headless_lines_show_the_rates_and_the_caps_doing():
     HeadlessLog("json", out).status(capped)
     assert json.loads(out.getvalue())["wire"]["upload_bytes_per_second"] == 625_000.0
     assert Snapshot.from_dict(capped.to_dict()) == capped, "the status endpoint carries it intact"
+
+
+def test_rates_are_measured_over_the_window():
+    link = _Link()
+    meter = wire.WireMeter(window=60.0, read=link.totals)
+    meter.read()
+    time.sleep(0.6)
+    link.sent, link.received = 100_000, 50_000
+    total, up, down = meter.read()
+    assert total.wire_sent == round(100_000 * wire.TX_BYTE_OVERHEAD)
+    assert 0 < up <= 100_000 * wire.TX_BYTE_OVERHEAD / 0.6 and 0 < down < up

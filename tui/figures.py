@@ -69,6 +69,11 @@ SECTIONS: tuple[Section, ...] = (
                 "Device",
                 "What this peer trains on: the GPU name with memory used/total and utilisation, or CPU.",
             ),
+            Figure(
+                "Network",
+                "Bytes on the wire: upload and download rates over the last 10 s and bytes sent per sample computed; "
+                "in yellow, what the upload cap (--max-upload, --monthly-data) is doing.",
+            ),
         ),
     ),
     Section(

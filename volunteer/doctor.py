@@ -48,7 +48,17 @@ MIN_FREE_BYTES = 1 * GIB
 LOW_FREE_BYTES = 10 * GIB
 """Below this a project with a dataset or large model may run out of room: warn."""
 DEFAULT_TIMEOUT = 5.0
-DOCTOR_OPTIONS = ("project", "data_dir", "endpoint", "device", "host_maddrs", "client_mode", "status_port")
+DOCTOR_OPTIONS = (
+    "project",
+    "data_dir",
+    "endpoint",
+    "device",
+    "host_maddrs",
+    "client_mode",
+    "status_port",
+    "max_upload",
+    "monthly_data",
+)
 """The run flags whose values doctor checks; they read the same ``VOLUNTEER_*`` variables as a run."""
 
 
@@ -450,6 +460,36 @@ def _listen_failure(ctx: Context, where: str, proto: str, port: int, error: OSEr
     return CheckResult("listen", FAIL, f"{where}: {error.strerror or error}", "check --host-maddrs")
 
 
+LOW_AVERAGE_RATE = 125_000.0
+"""Bytes per second (1 Mbit/s): a cap below this holds training back most of the time on a model of any size."""
+
+
+def check_bandwidth(ctx: Context) -> CheckResult:
+    """What ``--max-upload`` and ``--monthly-data`` allow, on average (docs/bandwidth.md)."""
+    from volunteer.wire import MONTH_SECONDS, format_rate
+
+    upload, monthly = ctx.settings.max_upload, ctx.settings.monthly_data
+    if upload is None and monthly is None:
+        return CheckResult("bandwidth", OK, "no upload cap (--max-upload) and no monthly data budget (--monthly-data)")
+    parts, rates = [], []
+    if upload is not None:
+        parts.append(f"upload cap {format_rate(upload)}")
+        rates.append(upload)
+    if monthly is not None:
+        average = monthly / MONTH_SECONDS
+        parts.append(f"{monthly / 1e9:g} GB a month, {format_rate(average)} on average both ways")
+        rates.append(average)
+    detail = "; ".join(parts)
+    if min(rates) < LOW_AVERAGE_RATE:
+        return CheckResult(
+            "bandwidth",
+            WARN,
+            f"{detail}: below 1 Mbit/s the client holds training back between global steps most of the time",
+            "raise --max-upload or --monthly-data if your link allows; the dashboard shows what the cap is doing",
+        )
+    return CheckResult("bandwidth", OK, detail)
+
+
 CHECKS: tuple[Callable[[Context], CheckResult], ...] = (
     check_gpu,
     check_cuda,
@@ -458,6 +498,7 @@ CHECKS: tuple[Callable[[Context], CheckResult], ...] = (
     check_project,
     check_shm,
     check_listen,
+    check_bandwidth,
 )
 
 

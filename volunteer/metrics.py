@@ -26,6 +26,10 @@ COUNTERS = {
     "volunteer_session_samples": "Samples computed since this client started",
     "volunteer_session_steps": "Local optimizer steps since this client started",
     "volunteer_reconnects": "Times this client lost the swarm and reconnected, since it started",
+    "volunteer_network_sent_bytes": "Bytes this client sent to other peers through hivemind, since its training "
+    "process started",
+    "volunteer_network_received_bytes": "Bytes this client received from other peers through hivemind, since its "
+    "training process started",
 }
 GAUGES = {
     "volunteer_samples_per_second": "This client's throughput, samples per second",
@@ -42,9 +46,20 @@ GAUGES = {
     "volunteer_eta_next_step_seconds": "Estimated seconds to the next global step",
     "volunteer_leaderboard_dropped": "Peer records left off the latest leaderboard: invalid, forged or beyond the "
     "entries kept",
+    "volunteer_network_upload_bytes_per_second": "Bytes sent per second, over the last few seconds",
+    "volunteer_network_download_bytes_per_second": "Bytes received per second, over the last few seconds",
+    "volunteer_network_sent_bytes_per_sample": "Bytes sent for every sample this client computed",
 }
 OPTIONAL = frozenset(
-    {"volunteer_loss", "volunteer_loss_smoothed", "volunteer_learning_rate", "volunteer_eta_next_step_seconds"}
+    {
+        "volunteer_loss",
+        "volunteer_loss_smoothed",
+        "volunteer_learning_rate",
+        "volunteer_eta_next_step_seconds",
+        "volunteer_network_upload_bytes_per_second",
+        "volunteer_network_download_bytes_per_second",
+        "volunteer_network_sent_bytes_per_sample",
+    }
 )
 """Gauges absent until known (no loss before the first batch, no ETA while the swarm cannot estimate one)."""
 STATE = "volunteer_state"
@@ -60,7 +75,13 @@ def _number(value: float) -> float:
 
 
 def _values(s: Snapshot) -> dict[str, float | int | None]:
+    wire = s.wire
     return {
+        "volunteer_network_sent_bytes": wire.sent_bytes if wire is not None else 0,
+        "volunteer_network_received_bytes": wire.received_bytes if wire is not None else 0,
+        "volunteer_network_upload_bytes_per_second": wire.upload_bytes_per_second if wire is not None else None,
+        "volunteer_network_download_bytes_per_second": wire.download_bytes_per_second if wire is not None else None,
+        "volunteer_network_sent_bytes_per_sample": wire.sent_bytes_per_sample if wire is not None else None,
         "volunteer_samples": s.total_samples,
         "volunteer_swarm_samples": s.swarm_samples,
         "volunteer_local_only_samples": s.local_only_samples,

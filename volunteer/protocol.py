@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from volunteer.stats import Command, DeviceInfo, LeaderboardEntry, State, Transfer
+from volunteer.stats import Command, DeviceInfo, LeaderboardEntry, State, Transfer, Wire
 
 
 class ErrorCategory(str, enum.Enum):
@@ -108,6 +108,8 @@ class TrainingStats:
     learning_rate: float | None = None
     progress: SwarmProgress | None = None
     transfer: Transfer | None = None
+    wire: Wire | None = None
+    """Bytes this process sent and received through hivemind, and what the upload cap does."""
     isolated: bool = False
     """Cut off from every known peer while training (volunteer.swarm.keeper)."""
     leaderboard: tuple[LeaderboardEntry, ...] = ()

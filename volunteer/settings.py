@@ -17,6 +17,7 @@ from volunteer import __version__
 from volunteer.constants import DEFAULT_STATUS_PORT, ENV_PREFIX, env, initial_peers_from_env
 from volunteer.errors import ConfigError
 from volunteer.swarm.multiaddrs import parse_listen_addresses, parse_peers
+from volunteer.wire import parse_data_size, parse_rate
 
 DEFAULT_PROJECT = "demo"
 
@@ -197,6 +198,21 @@ RUN_OPTIONS: tuple[Option, ...] = (
         boolean=True,
     ),
     Option(
+        "max_upload",
+        "--max-upload",
+        "send at most this much on average: 5Mbit, 20Mbps, 500KB/s; the client spaces out optional averaging "
+        "and holds training back between global steps to stay under it (docs/bandwidth.md)",
+        parse_rate,
+        metavar="RATE",
+    ),
+    Option(
+        "monthly_data",
+        "--monthly-data",
+        "send and receive at most this much in 30 days, spread evenly: 100 (GB), 100GB, 1.5TB, 500MB",
+        parse_data_size,
+        metavar="SIZE",
+    ),
+    Option(
         "endpoint",
         "--endpoint",
         "Hugging Face Hub endpoint (default: HF_ENDPOINT or the public Hub)",
@@ -228,6 +244,10 @@ class Settings:
     announce_maddrs: str | None = None
     client_mode: bool = False
     use_relay: bool = True
+    max_upload: float | None = None
+    """Bytes per second."""
+    monthly_data: float | None = None
+    """Bytes in 30 days."""
     endpoint: str | None = None
 
     def replace(self, **changes: Any) -> Settings:

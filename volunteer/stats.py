@@ -149,6 +149,33 @@ class Transfer:
         return ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class Wire:
+    """Bytes this peer exchanged with the swarm through hivemind (``volunteer.wire``), and what its cap does."""
+
+    sent_bytes: int = 0
+    """Sent since the training process started (hivemind's payloads: docs/bandwidth.md says what is counted)."""
+    received_bytes: int = 0
+    upload_bytes_per_second: float = 0.0
+    """Measured over the last few seconds."""
+    download_bytes_per_second: float = 0.0
+    sent_bytes_per_sample: float | None = None
+    """Bytes sent for every sample this peer computed; None before the first sample."""
+    cap: str = ""
+    """What the upload cap (``--max-upload``, ``--monthly-data``) is doing, in words; empty when nothing."""
+
+    def describe(self) -> str:
+        """One line for every view: ``up 4.8 Mbit/s, down 5.1 Mbit/s, 35.2 kB sent a sample``."""
+        from volunteer.wire import format_bytes, format_rate
+
+        parts = [f"up {format_rate(self.upload_bytes_per_second)}"]
+        parts.append(f"down {format_rate(self.download_bytes_per_second)}")
+        per_sample = self.sent_bytes_per_sample
+        if per_sample is not None and math.isfinite(per_sample):
+            parts.append(f"{format_bytes(per_sample)} sent a sample")
+        return ", ".join(parts)
+
+
 def _megabytes(value: float) -> str:
     megabytes = value / 1e6 if math.isfinite(value) else 0.0
     return f"{megabytes:,.1f}"
@@ -208,6 +235,8 @@ class Snapshot:
     """Addresses other peers can use to join through this one."""
     transfer: Transfer | None = None
     """A download under way (project files, model state), for a progress bar; None otherwise."""
+    wire: Wire | None = None
+    """Bytes on the wire and the upload cap's doing, once training has started."""
     last_event_seq: int | None = None
     """``Event.seq`` of the newest event, so that a view asks for events only when there are new ones;
     None where the source does not say (a view then asks every time)."""
@@ -327,6 +356,7 @@ _NESTED.update(
     ErrorInfo=ErrorInfo,
     LeaderboardEntry=LeaderboardEntry,
     Transfer=Transfer,
+    Wire=Wire,
 )
 
 

@@ -32,10 +32,11 @@ from typing_extensions import override
 from volunteer.constants import initial_peers_from_env
 from volunteer.errors import StrategyConfigError, SwarmError
 from volunteer.protocol import SwarmProgress
-from volunteer.stats import Transfer
+from volunteer.stats import Transfer, Wire
 from volunteer.swarm.hivemind_patches import apply_hivemind_patches, apply_step_patches
 from volunteer.swarm.multiaddrs import parse_listen_addresses, parse_peers
 from volunteer.transfer import TransferMeter, count_state_bytes, meter_state_loads
+from volunteer.wire import UploadCap, WireMeter, count_wire_bytes, limits_from
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ class HivemindStrategy(Strategy):
             (``volunteer.swarm.keeper``): dial every peer ever seen, and hold global steps while cut off.
         swarm_keeper_opts: Keyword arguments for :class:`volunteer.swarm.keeper.SwarmKeeper` (``interval``,
             ``max_backoff``, ``isolation_hold``).
+        max_upload: Bytes per second this peer may send on average (``volunteer.wire.UploadCap``): optional
+            rounds are spaced out and training is held back between global steps to stay under it.
+        monthly_data: Bytes this peer may send and receive in 30 days, enforced as an average rate likewise.
         **optimizer_kwargs: Further keyword arguments for ``hivemind.Optimizer``.
 
     Raises:
@@ -143,6 +147,8 @@ class HivemindStrategy(Strategy):
         progress_report_interval: float = 0.5,
         keep_swarm: bool = True,
         swarm_keeper_opts: dict[str, Any] | None = None,
+        max_upload: float | None = None,
+        monthly_data: float | None = None,
         **optimizer_kwargs: Any,
     ) -> None:
         super().__init__()
@@ -256,6 +262,12 @@ class HivemindStrategy(Strategy):
         self._keeper: Any = None
         self._grad_rounds: dict[int, Any] = {}  # local epoch -> the gradient-averaging round begun at it
         self._judging: list[tuple[Any, int]] = []  # (round, samples) whose outcome is not known yet
+        self._limits = limits_from(max_upload, monthly_data)
+        self._cap: UploadCap | None = None
+        self._wire_meter = WireMeter()
+        self._cap_told = (1, -math.inf)  # the stretch and the time of the cap's last event
+        self.idle_handler: Callable[[], None] | None = None
+        """Called every fraction of a second while the upload cap holds training back (to obey commands)."""
 
     # -- properties ---------------------------------------------------------------------------------------
 
@@ -351,6 +363,19 @@ class HivemindStrategy(Strategy):
     def transfer(self) -> Transfer | None:
         """The model state download under way (bytes, rate, ETA), or None."""
         return self._transfers.snapshot()
+
+    def wire(self) -> Wire:
+        """Bytes this peer sent and received through hivemind so far, their rates, and what the cap does."""
+        total, up, down = self._wire_meter.read()
+        samples = self._samples_contributed
+        return Wire(
+            sent_bytes=total.wire_sent,
+            received_bytes=total.wire_received,
+            upload_bytes_per_second=up,
+            download_bytes_per_second=down,
+            sent_bytes_per_sample=total.wire_sent / samples if samples else None,
+            cap=self._cap.action if self._cap is not None else "",
+        )
 
     def progress(self) -> SwarmProgress | None:
         """The swarm's progress as this peer sees it, or ``None`` before training starts."""
@@ -451,6 +476,9 @@ class HivemindStrategy(Strategy):
         self.precision_plugin = _HivemindMixedPrecision(plugin.precision, plugin.device)
 
     def _start_dht(self) -> None:
+        count_wire_bytes()  # before hivemind forks the DHT (and later the averagers), which inherit the counters
+        if self._limits and self._cap is None:
+            self._cap = UploadCap(self._limits)
         if self._dht is None:
             if self.identity_path is not None:
                 directory = os.path.dirname(os.path.abspath(self.identity_path))
@@ -590,6 +618,7 @@ class HivemindStrategy(Strategy):
             self._grad_rounds = {e: r for e, r in self._grad_rounds.items() if e >= after}
             self._settle_rounds()
             self._sync_schedulers()
+            self._respect_cap()
         return output
 
     def _watch_gradient_rounds(self, opt: hivemind.Optimizer) -> None:
@@ -631,6 +660,55 @@ class HivemindStrategy(Strategy):
         self._samples_contributed += batch_size
         self._local_only_samples += batch_size
         return output
+
+    # -- the upload cap (volunteer.wire) -----------------------------------------------------------------
+
+    def stretch_rounds(self, factor: int) -> str | None:
+        """Space the optional communication rounds ``factor`` times the project's interval apart (the cap's knob).
+
+        In the synchronous mode these are the rounds that average parameters and optimizer state: gradients
+        are averaged at every global step, so peers stay close between them. Returns what it did in words, or
+        None where there is nothing optional to stretch.
+        """
+        opt = self._opt
+        if opt is None or getattr(opt, "use_local_updates", False):
+            return None
+        base = int(self._optimizer_kwargs.get("average_state_every", 1))
+        opt.average_state_every = base * factor
+        return f"averaging state every {base * factor} global steps instead of {base}"
+
+    def _respect_cap(self) -> None:
+        """After a global step: stretch optional rounds, and hold training back while a budget is in debt."""
+        cap = self._cap
+        if cap is None:
+            return
+        debt = cap.after_global_step(self)
+        now = time.monotonic()
+        stretch, told = self._cap_told
+        if cap.stretch != stretch or (debt > 0 and now - told > 60):
+            self._cap_told = (cap.stretch, now)
+            self._swarm_event("bandwidth", cap.action or f"{cap.describe_limits()}: back to the project's settings")
+        if debt <= 0:
+            return
+        trainer = self.lightning_module.trainer if self.lightning_module is not None else None
+        averagers = (getattr(self._opt, "state_averager", None), getattr(self._opt, "grad_averager", None))
+        sharing = [(a, bool(a.allow_state_sharing)) for a in averagers if a is not None]
+        for averager, allowed in sharing:
+            if allowed:  # a newcomer's download would be sent on this peer's budget: others serve it meanwhile
+                averager.allow_state_sharing = False
+        try:
+            cap.hold(lambda: bool(trainer is not None and trainer.should_stop), self.idle_handler)
+        finally:
+            for averager, allowed in sharing:
+                if allowed:
+                    averager.allow_state_sharing = True
+        opt = self._opt
+        stopping = trainer is not None and trainer.should_stop
+        if opt is not None and not stopping and opt.local_epoch < opt.tracker.global_epoch:
+            # the swarm moved on meanwhile: catch up now, or the next batches would be computed on old
+            # parameters and thrown away when hivemind loads the state at the next step
+            opt.load_state_from_peers()
+            self._sync_schedulers()
 
     def _drop_grads(self) -> None:
         module = self.lightning_module

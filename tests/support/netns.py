@@ -139,6 +139,12 @@ class Host:
         finally:
             conn.close()
 
+    def interface_bytes(self, device: str = "eth0") -> tuple[int, int]:
+        """Bytes ``device`` has sent and received so far (the kernel's counters, headers and all)."""
+        result = _ip("-n", self.netns, "-s", "-j", "link", "show", device)
+        stats = json.loads(result.stdout)[0]["stats64"]
+        return int(stats["tx"]["bytes"]), int(stats["rx"]["bytes"])
+
     def can_reach(self, other: Host, port: int, timeout: float = 1.0) -> bool:
         """Whether a TCP connection from this host to ``other``'s address and ``port`` succeeds now."""
         try:

@@ -253,3 +253,25 @@ async def test_a_download_under_way_shows_its_progress_in_the_header() -> None:
         header = widget_text(app, "#header")
         assert "model state 12.3 of 45.0 MB (27%), 2.1 MB/s, 16 s left" in header
         assert "SYNCING" in header
+
+
+async def test_bytes_on_the_wire_and_the_caps_doing_show_in_the_you_panel() -> None:
+    from volunteer.stats import Wire
+
+    capped = snapshot().replace(
+        wire=Wire(
+            sent_bytes=10**8,
+            received_bytes=2 * 10**8,
+            upload_bytes_per_second=625_000.0,
+            download_bytes_per_second=1_250_000.0,
+            sent_bytes_per_sample=4_400.0,
+            cap="upload cap 5 Mbit/s: averaging state every 4 global steps instead of 1",
+        )
+    )
+    app = VolunteerApp(FakeSource([capped], events()), poll_interval=FAST)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_for(pilot, lambda: app.snapshot is not None, "the first snapshot")
+        await pilot.pause()
+        you = " ".join(widget_text(app, "#you").split())
+        assert "Network up 5 Mbit/s, down 10 Mbit/s, 4.4 kB sent a sample" in you
+        assert "upload cap 5 Mbit/s: averaging state every 4 global steps instead of 1" in you

@@ -24,7 +24,7 @@ from volunteer.project import PreparedProject, prepare_project
 from volunteer.project.hub import hub_url
 from volunteer.project.loader import build_project
 from volunteer.project.manifest import Requirements
-from volunteer.settings import Settings
+from volunteer.settings import Settings, parse_run_args
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +98,16 @@ def test_json_report_parses_and_names_every_check(
     )
     report = json.loads(capsys.readouterr().out)
     assert report["version"] == __version__
-    assert [c["name"] for c in report["checks"]] == ["gpu", "cuda", "data-dir", "hub", "project", "shm", "listen"]
+    assert [c["name"] for c in report["checks"]] == [
+        "gpu",
+        "cuda",
+        "data-dir",
+        "hub",
+        "project",
+        "shm",
+        "listen",
+        "bandwidth",
+    ]
     for check in report["checks"]:
         assert set(check) == {"name", "status", "detail", "fix"}
         assert check["status"] in (OK, WARN, FAIL, SKIP)
@@ -486,3 +495,13 @@ def test_the_worker_refuses_a_model_too_big_for_shm(tmp_path: Path) -> None:
         shm.check_shm(build_project(_prepared(tmp_path, BIG).project).module, _space(64))
     assert raised.value.message.startswith("/dev/shm has 64 MB free of 64 MB")
     shm.check_shm(build_project(_prepared(tmp_path, SMALL).project).module, _space(64))
+
+
+def test_bandwidth_limits_are_explained_and_a_tiny_one_warns() -> None:
+    from volunteer.doctor import check_bandwidth
+
+    assert check_bandwidth(Context(Settings())).status == "ok"
+    capped = check_bandwidth(Context(parse_run_args(["--max-upload", "5Mbit", "--monthly-data", "500GB"])))
+    assert capped.status == "ok" and "upload cap 5 Mbit/s" in capped.detail and "500 GB a month" in capped.detail
+    tiny = check_bandwidth(Context(parse_run_args(["--monthly-data", "100GB"])))  # 309 kbit/s on average
+    assert tiny.status == "warn" and "309 kbit/s" in tiny.detail and tiny.fix

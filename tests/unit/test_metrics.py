@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.unit.test_status_server import FakeSource
 from volunteer.metrics import COUNTERS, GAUGES, exported_names
 from volunteer.settings import parse_address
-from volunteer.stats import State
+from volunteer.stats import State, Wire
 from volunteer.status_server import StatusServer
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "docker" / "grafana-dashboard.json"
@@ -24,7 +24,13 @@ DASHBOARD = Path(__file__).resolve().parents[2] / "docker" / "grafana-dashboard.
 def url():
     source = FakeSource()
     source.snapshot = source.snapshot.replace(
-        loss=0.5, loss_smoothed=0.6, learning_rate=0.1, eta_next_step=3.0, total_steps=10, session_steps=4
+        loss=0.5,
+        loss_smoothed=0.6,
+        learning_rate=0.1,
+        eta_next_step=3.0,
+        total_steps=10,
+        session_steps=4,
+        wire=Wire(1000, 2000, 10.0, 20.0, 5.0),
     )
     server = StatusServer(source, "127.0.0.1", 0).start()
     yield server.url
@@ -53,6 +59,8 @@ def test_counters_are_counters_and_gauges_gauges(url):
     assert {"process_cpu_seconds", "process_resident_memory_bytes"} <= set(families)
     assert "volunteer_swarm_samples_total 512.0" in text
     assert "volunteer_session_steps_total 4.0" in text
+    assert "volunteer_network_sent_bytes_total 1000.0" in text
+    assert "volunteer_network_download_bytes_per_second 20.0" in text
 
 
 def test_openmetrics_when_the_scraper_asks_for_it(url):

@@ -16,6 +16,7 @@ KIND_STYLES: dict[str, str] = {
     "failed": "bold red",
     "reconnecting": "yellow",
     "recovered": "green",
+    "bandwidth": "yellow",
     "joined": "cyan",
     "state_loaded": "cyan",
 }

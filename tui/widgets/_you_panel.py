@@ -53,4 +53,9 @@ class YouPanel(Widget):
             uptime.append(f" · {snapshot.reconnects} reconnect{plural}", style="yellow")
         rest.add_row("Uptime", uptime)
         rest.add_row("Device", Text(fmt.device_line(snapshot.device)))
+        if snapshot.wire is not None:
+            network = Text(snapshot.wire.describe())
+            if snapshot.wire.cap:
+                network.append(f"\n{fmt.plain(snapshot.wire.cap, 200)}", style="yellow")
+            rest.add_row("Network", network)
         return Group(counts, rest)

@@ -56,6 +56,10 @@ def format_status(s: Snapshot) -> str:
     )
     if s.transfer is not None:
         parts.append(f"downloading {s.transfer.describe()}")
+    if s.wire is not None:
+        parts.append(f"net {s.wire.describe()}")
+        if s.wire.cap:
+            parts.append(clean_text(s.wire.cap, MAX_MESSAGE))
     return " | ".join(parts)
 
 
@@ -101,6 +105,7 @@ class HeadlessLog:
                 "local_only_samples": snapshot.local_only_samples,
                 "total_samples": snapshot.total_samples,
                 "transfer": dataclasses.asdict(snapshot.transfer) if snapshot.transfer is not None else None,
+                "wire": dataclasses.asdict(snapshot.wire) if snapshot.wire is not None else None,
             }
             self._write(json.dumps(json_safe(data), allow_nan=False))
         else:

@@ -314,6 +314,8 @@ class Session:
             announce_maddrs=self.settings.announce_maddrs,
             client_mode=self.settings.client_mode,
             use_relay=self.settings.use_relay,
+            max_upload=self.settings.max_upload,
+            monthly_data=self.settings.monthly_data,
             base_swarm_samples=self._ledger_totals().swarm_samples,
         )
         if self._snapshot.state != State.RECONNECTING:
@@ -459,6 +461,7 @@ class Session:
             swarm_samples_per_second=swarm_rate,
             leaderboard=m.leaderboard,
             transfer=m.transfer,
+            wire=m.wire,
             leaderboard_dropped=m.leaderboard_dropped,
         )
 

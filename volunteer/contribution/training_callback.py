@@ -59,6 +59,7 @@ class Reporter(L.Callback):
         self.worker.emit(Joined(str(strategy.dht.peer_id), tuple(addresses)))
         # lost and found again (volunteer.swarm.keeper): "reconnecting", "recovered", "alone" events
         strategy.swarm_event_handler = self.worker.event
+        strategy.idle_handler = lambda: self._handle_commands(trainer)  # while the upload cap holds training back
         self.worker.event("joined", f"peer {strategy.dht.peer_id} {how}; reachable at {' '.join(addresses)}")
         spec = self.worker.spec
         self._leaderboard = LeaderboardPublisher(
@@ -180,6 +181,7 @@ class Reporter(L.Callback):
                 learning_rate=self.lr,
                 progress=strategy.progress(),
                 transfer=strategy.transfer(),
+                wire=strategy.wire(),
                 isolated=bool(keeper is not None and keeper.state.isolated),
                 leaderboard=tuple(self._leaderboard.entries) if self._leaderboard else (),
                 leaderboard_dropped=self._leaderboard.dropped if self._leaderboard else 0,

@@ -44,6 +44,10 @@ class WorkerSpec:
     announce_maddrs: str | None = None
     client_mode: bool = False
     use_relay: bool = True
+    max_upload: float | None = None
+    """Bytes per second (``--max-upload``)."""
+    monthly_data: float | None = None
+    """Bytes in 30 days (``--monthly-data``)."""
     base_swarm_samples: int = 0
     """All-time swarm samples before this process started (for the leaderboard record)."""
     stats_interval: float = 0.5
@@ -112,6 +116,8 @@ class _Worker:
             identity_path=spec.identity_path,
             client_mode=spec.client_mode,
             use_relay=spec.use_relay,
+            max_upload=spec.max_upload,
+            monthly_data=spec.monthly_data,
             dht_opts=dict(record_validators=validators),
             print_join_message=False,
         )

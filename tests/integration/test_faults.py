@@ -8,11 +8,12 @@ steps within one of each other. A reduced version of ``benchmarks/failover.py``.
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
 
-from tests.support.netns import Network, leftover_namespaces, unavailable_reason
+from tests.support.netns import Network, kill_tree, leftover_namespaces, unavailable_reason
 from tests.support.swarm import Swarm, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -102,3 +103,69 @@ def test_a_volunteer_behind_nat_contributes(swarm):
     c = swarm.start("c", peers=a.address())
     wait_until(lambda: (c.status() or {}).get("state") == "training", 120, "the NATed peer training", [a, b, c])
     swarm.wait_one_swarm([a, b, c], 120)
+
+
+HOLD = 8.0
+"""isolation_hold for the long partition (VOLUNTEER_ISOLATION_HOLD): a cut-off peer trains alone after this."""
+LONG_PARTITION = 180.0
+"""At most this long a cut: until the cut-off peer's epoch is well past the swarm's. Alone, it first tries to
+average at every step (hivemind still counts the others until their progress records expire, about a minute),
+then steps at its own pace."""
+
+
+@pytest.mark.timeout(600)
+def test_standalone_bootstrap_dies_then_a_long_partition(swarm):
+    # peers that met only through a standalone bootstrap DHT (hivemind's examples, hivemind-dht) lose it
+    boot, address = swarm.start_bootstrap_dht()
+    env = {"VOLUNTEER_ISOLATION_HOLD": str(HOLD)}
+    vols = [swarm.start(name, peers=address, env=env) for name in "bcd"]
+    b, c, d = vols
+    swarm.wait_one_swarm(vols, 240)
+    before = {v.name: v.status() for v in vols}
+    kill_tree(boot.pid)
+    swarm.wait_joint_step(vols, before, 90)
+    again = {v.name: v.status() for v in vols}
+    swarm.wait_joint_step(vols, again, 60)
+
+    # d is cut off for longer than isolation_hold: it trains alone and its epoch races ahead of b's and c's
+    cut = {v.name: v.status() for v in vols}
+    swarm.net.link_down(d.host)
+
+    def raced_ahead():
+        statuses = swarm.statuses(vols)
+        ahead = (
+            all(statuses.values())
+            and statuses["d"]["local_epoch"] >= max(statuses["b"]["local_epoch"], statuses["c"]["local_epoch"]) + 4
+        )
+        return statuses if ahead else None
+
+    healed = wait_until(raced_ahead, LONG_PARTITION, "d, trained alone, to be 4 epochs ahead of b and c", vols)
+    swarm.net.link_up(d.host)
+    assert "alone" in [e["kind"] for e in d.events()]
+    assert healed["d"]["swarm_samples"] - cut["d"]["swarm_samples"] <= TARGET, "solo steps credited as swarm work"
+
+    # back: the swarm's parameters win. b and c never jump to d's epoch (loading d's solo state would); d loads
+    # theirs, and all three step together again
+    epochs = {v.name: [healed[v.name]["local_epoch"]] for v in (b, c)}
+
+    def rejoined():
+        statuses = swarm.statuses(vols)
+        for v in (b, c):
+            if statuses[v.name]:
+                epochs[v.name].append(statuses[v.name]["local_epoch"])
+        grew = all(s and s["swarm_samples"] > healed[name]["swarm_samples"] for name, s in statuses.items())
+        together = all(s and s["state"] == "training" for s in statuses.values())
+        spread = [s["local_epoch"] for s in statuses.values() if s]
+        return grew and together and len(spread) == 3 and max(spread) - min(spread) <= 1
+
+    wait_until(rejoined, REJOIN + 30, "b, c and d to step together after the long partition", vols)
+    for name, seen in epochs.items():
+        jumps = [later - earlier for earlier, later in itertools.pairwise(seen)]
+        assert max(jumps, default=0) <= 2, f"{name} loaded d's solo state: epochs {seen}"
+        assert seen[-1] < healed["d"]["local_epoch"], (name, seen, healed["d"])
+    kinds = [e["kind"] for e in d.events()]
+    assert "resync" in kinds, kinds
+    # d's solo samples stay local-only, counted once
+    s = d.status()
+    judged = s["swarm_samples"] + s["local_only_samples"]
+    assert judged <= s["total_samples"] <= judged + 2 * TARGET, s

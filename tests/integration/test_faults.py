@@ -124,8 +124,6 @@ def test_standalone_bootstrap_dies_then_a_long_partition(swarm):
     before = {v.name: v.status() for v in vols}
     kill_tree(boot.pid)
     swarm.wait_joint_step(vols, before, 90)
-    again = {v.name: v.status() for v in vols}
-    swarm.wait_joint_step(vols, again, 60)
 
     # d is cut off for longer than isolation_hold: it trains alone and its epoch races ahead of b's and c's
     cut = {v.name: v.status() for v in vols}
@@ -135,17 +133,17 @@ def test_standalone_bootstrap_dies_then_a_long_partition(swarm):
         statuses = swarm.statuses(vols)
         ahead = (
             all(statuses.values())
-            and statuses["d"]["local_epoch"] >= max(statuses["b"]["local_epoch"], statuses["c"]["local_epoch"]) + 4
+            and statuses["d"]["local_epoch"] >= max(statuses["b"]["local_epoch"], statuses["c"]["local_epoch"]) + 3
         )
         return statuses if ahead else None
 
-    healed = wait_until(raced_ahead, LONG_PARTITION, "d, trained alone, to be 4 epochs ahead of b and c", vols)
+    healed = wait_until(raced_ahead, LONG_PARTITION, "d, trained alone, to be 3 epochs ahead of b and c", vols)
     swarm.net.link_up(d.host)
     assert "alone" in [e["kind"] for e in d.events()]
     assert healed["d"]["swarm_samples"] - cut["d"]["swarm_samples"] <= TARGET, "solo steps credited as swarm work"
 
-    # back: the swarm's parameters win. b and c never jump to d's epoch (loading d's solo state would); d loads
-    # theirs, and all three step together again
+    # back: the swarm's parameters win. b and c never jump to d's epoch (loading d's solo state would, by 3 or
+    # more); d loads theirs, and all three step together again
     epochs = {v.name: [healed[v.name]["local_epoch"]] for v in (b, c)}
 
     def rejoined():
@@ -162,7 +160,6 @@ def test_standalone_bootstrap_dies_then_a_long_partition(swarm):
     for name, seen in epochs.items():
         jumps = [later - earlier for earlier, later in itertools.pairwise(seen)]
         assert max(jumps, default=0) <= 2, f"{name} loaded d's solo state: epochs {seen}"
-        assert seen[-1] < healed["d"]["local_epoch"], (name, seen, healed["d"])
     kinds = [e["kind"] for e in d.events()]
     assert "resync" in kinds, kinds
     # d's solo samples stay local-only, counted once

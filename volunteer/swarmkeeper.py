@@ -369,11 +369,11 @@ class SoloGuard:
     back in the swarm it would be the peer with the highest epoch, and the others would load *its* parameters
     (hivemind ranks the states it downloads by the local epoch), one peer's solo work replacing the swarm's.
     So while the peer trains alone it refuses to share its state (others asking for it move on to the next
-    peer), and when it is back among peers that went on training meanwhile (an epoch at least the one it had
-    when it went alone), it first loads *their* state, discarding its solo steps. Its samples from those steps
+    peer), and when it is back among peers that went on training meanwhile (an epoch beyond the one it had when
+    it went alone), it first loads *their* state, discarding its solo steps. Its samples from those steps
     were counted local-only when they were taken (no averaging round with another peer): the ledger stays
-    honest. Back among peers that did not train meanwhile (a newcomer, after the swarm was gone), its state
-    stands and it shares it again.
+    honest. Back among peers that did not train meanwhile (a newcomer at epoch 0, after the swarm was gone or
+    when a volunteer started with only dead peers to join), its state stands and it shares it again.
 
     Called by the strategy before every optimizer step, in the training process.
     """
@@ -396,7 +396,7 @@ class SoloGuard:
             return
         alone_from, self.alone_from_epoch = self.alone_from_epoch, None
         others = _others_epoch(optimizer)
-        if others is not None and others >= alone_from:
+        if others is not None and others > alone_from:
             solo = int(optimizer.local_epoch) - alone_from
             self.keeper._emit(
                 "resync",

@@ -35,6 +35,7 @@ from volunteer.errors import StrategyConfigError, SwarmError
 from volunteer.hivemind_patches import apply_hivemind_patches, apply_step_patches
 from volunteer.peers import parse_listen_addresses, parse_peers
 from volunteer.stats import Transfer
+from volunteer.swarmkeeper import SoloGuard, SwarmKeeper, swarm_keeper_env
 from volunteer.transfer import TransferMeter, count_state_bytes, meter_state_loads
 
 log = logging.getLogger(__name__)
@@ -277,8 +278,8 @@ class HivemindStrategy(Strategy):
         self.swarm_keeper_opts = dict(swarm_keeper_opts or {})
         self.swarm_event_handler: Callable[[str, str], None] | None = None
         """Called with ``(kind, message)`` when this peer loses or finds the swarm again."""
-        self._keeper: Any = None
-        self._solo_guard: Any = None
+        self._keeper: SwarmKeeper | None = None
+        self._solo_guard: SoloGuard | None = None
         self._grad_rounds: dict[int, Any] = {}  # local epoch -> the gradient-averaging round begun at it
         self._judging: list[tuple[Any, int]] = []  # (round, samples) whose outcome is not known yet
 
@@ -553,8 +554,6 @@ class HivemindStrategy(Strategy):
             self._resumed_optimizer_state = None
         opt.load_state_from_peers()
         if self.keep_swarm and self._keeper is None:
-            from volunteer.swarmkeeper import SoloGuard, SwarmKeeper, swarm_keeper_env
-
             tracker = opt.tracker
             keeper_opts = {**swarm_keeper_env(), **self.swarm_keeper_opts}
             self._keeper = SwarmKeeper(

@@ -1,4 +1,5 @@
-"""Faults as they happen on the internet, on separate hosts: partitions that heal, a dead bootstrap.
+"""Faults as they happen on the internet, on separate hosts: partitions that heal (short ones, and one longer
+than ``isolation_hold``), a dead bootstrap (a training volunteer, and a standalone ``hivemind-dht``), NAT.
 
 Three headless volunteers of the tiny project, each in a network namespace of its own on one bridge
 (``tests/support/netns.py``). The invariant after every fault: the live peers that can reach each other

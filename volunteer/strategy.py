@@ -34,6 +34,7 @@ from volunteer.errors import StrategyConfigError, SwarmError
 from volunteer.protocol import SwarmProgress
 from volunteer.stats import Transfer, Wire
 from volunteer.swarm.hivemind_patches import apply_hivemind_patches, apply_step_patches
+from volunteer.swarm.keeper import SoloGuard, SwarmKeeper, swarm_keeper_env
 from volunteer.swarm.multiaddrs import parse_listen_addresses, parse_peers
 from volunteer.transfer import TransferMeter, count_state_bytes, meter_state_loads
 from volunteer.wire import UploadCap, WireMeter, count_wire_bytes, limits_from
@@ -259,7 +260,8 @@ class HivemindStrategy(Strategy):
         self.swarm_keeper_opts = dict(swarm_keeper_opts or {})
         self.swarm_event_handler: Callable[[str, str], None] | None = None
         """Called with ``(kind, message)`` when this peer loses or finds the swarm again."""
-        self._keeper: Any = None
+        self._keeper: SwarmKeeper | None = None
+        self._solo_guard: SoloGuard | None = None
         self._grad_rounds: dict[int, Any] = {}  # local epoch -> the gradient-averaging round begun at it
         self._judging: list[tuple[Any, int]] = []  # (round, samples) whose outcome is not known yet
         self._limits = limits_from(max_upload, monthly_data)
@@ -555,16 +557,17 @@ class HivemindStrategy(Strategy):
             self._resumed_optimizer_state = None
         opt.load_state_from_peers()
         if self.keep_swarm and self._keeper is None:
-            from volunteer.swarm.keeper import SwarmKeeper
-
             tracker = opt.tracker
+            keeper_opts = {**swarm_keeper_env(), **self.swarm_keeper_opts}
             self._keeper = SwarmKeeper(
                 self._dht,
                 self.initial_peers,
                 on_event=self._swarm_event,
                 others_active=lambda: tracker.global_progress.num_peers >= 2,
-                **self.swarm_keeper_opts,
+                progress_key=tracker.training_progress_key,
+                **keeper_opts,
             ).start()
+            self._solo_guard = SoloGuard(self._keeper)
         self._schedulers = []
         for config in self.lr_scheduler_configs:
             wrapper = _GlobalStepScheduler(config.scheduler, opt)
@@ -598,6 +601,8 @@ class HivemindStrategy(Strategy):
             return super().optimizer_step(optimizer, closure, model, **kwargs)
         kwargs.setdefault("batch_size", self._step_batch_size)
         self._settle_rounds()
+        if self._solo_guard is not None:
+            self._solo_guard.before_step(optimizer)
         if self._keeper is not None and self._keeper.holding:
             return self._step_while_cut_off(optimizer, closure, model, kwargs["batch_size"])
         before = optimizer.local_epoch
@@ -777,6 +782,7 @@ class HivemindStrategy(Strategy):
         """Leave the swarm: stop the optimizer's averagers, then the DHT (unless it was passed in)."""
         if self._keeper is not None:
             keeper, self._keeper = self._keeper, None
+            self._solo_guard = None
             keeper.stop()
         if self._opt is not None:
             opt, self._opt = self._opt, None

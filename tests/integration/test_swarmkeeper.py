@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import hivemind
 import pytest
 
@@ -85,3 +87,73 @@ def test_initial_peers_count_as_known(two_dhts):
     b.run_coroutine(_forget_everyone)
     a.run_coroutine(_forget_everyone)
     assert keeper.check().routing_peers == 1  # dialled at the initial peer's address without ever probing
+
+
+async def _forget(peer_b58: str, dht, node) -> bool:
+    """Drop one peer from the routing table, as one timed-out request to it does."""
+    from hivemind.p2p import PeerID
+
+    table = node.protocol.routing_table
+    node_id = table.get(peer_id=PeerID.from_base58(peer_b58))
+    if node_id is not None:
+        del table[node_id]
+    return PeerID.from_base58(peer_b58) not in table.peer_id_to_uid
+
+
+async def _disconnect(peer_b58: str, dht, node) -> None:
+    from hivemind.p2p import PeerID
+
+    await node.p2p._client.disconnect(PeerID.from_base58(peer_b58))
+
+
+@pytest.fixture
+def bootstrap_and_two():
+    """A standalone bootstrap DHT (as hivemind's examples and ``hivemind-dht`` run it) and two peers that
+    joined through it only."""
+    boot = hivemind.DHT(host_maddrs=LOCAL, start=True)
+    peers = [str(m) for m in boot.get_visible_maddrs()]
+    b = hivemind.DHT(initial_peers=peers, host_maddrs=LOCAL, start=True)
+    c = hivemind.DHT(initial_peers=peers, host_maddrs=LOCAL, start=True)
+    try:
+        yield boot, b, c, peers
+    finally:
+        for dht in (c, b, boot):
+            dht.shutdown()
+
+
+def test_a_peer_never_seen_in_the_routing_table_is_found_after_the_bootstrap_dies(bootstrap_and_two):
+    # the shape of the compose swarm that split: b and c talk (matchmaking, all-reduce), but c's entry in b's
+    # routing table came and went between two looks of the keeper (one slow request drops it); b's keeper saw
+    # only the bootstrap there. Once the bootstrap dies, c must still be known to b, and dialled.
+    boot, b, c, peers = bootstrap_and_two
+    c_id = str(c.peer_id)
+    assert b.run_coroutine(functools.partial(_forget, c_id))
+    keeper = SwarmKeeper(b, initial_peers=peers, interval=1.0, isolation_hold=3600, others_active=lambda: True)
+    state = keeper.check()
+    assert c_id in keeper.known, "a peer connected to b but missing from its table is remembered"
+    boot.shutdown()
+    b.run_coroutine(_forget_everyone)
+    c.run_coroutine(_forget_everyone)
+    state = keeper.check()
+    assert not state.isolated and state.routing_peers >= 1, state
+    assert c.run_coroutine(_table_size) >= 1, "c learnt b back from b's ping"
+
+
+def test_a_peer_known_only_from_its_progress_record_is_dialled(bootstrap_and_two):
+    # c reported progress, so b knows it trains in this run, though b never held it in its routing table nor has
+    # a connection to it now: b pings it by its id (libp2p finds the address), and the two meet again
+    boot, b, c, _ = bootstrap_and_two
+    from hivemind.utils import get_dht_time
+
+    key = "volunteer-tests-keeper_progress"
+    assert c.store(key, subkey="c", value={"peer_id": c.peer_id.to_bytes()}, expiration_time=get_dht_time() + 120)
+    assert b.get(key, latest=True) is not None  # what b's tracker does; the record stays in b's cache
+    c_id = str(c.peer_id)
+    b.run_coroutine(functools.partial(_forget, c_id))
+    b.run_coroutine(functools.partial(_disconnect, c_id))
+    boot.shutdown()
+    keeper = SwarmKeeper(b, interval=1.0, isolation_hold=3600, progress_key=key)
+    b.run_coroutine(_forget_everyone)
+    c.run_coroutine(_forget_everyone)
+    state = keeper.check()
+    assert not state.isolated and state.routing_peers >= 1, (state, keeper.known)

@@ -10,6 +10,8 @@ take a *joint* global step (one that every live peer counted as averaged with ot
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -136,6 +138,7 @@ class Swarm:
         self.tmp = tmp
         self.extra = extra
         self.vols: dict[str, HostVolunteer] = {}
+        self.others: list[subprocess.Popen] = []
 
     def __enter__(self) -> Swarm:
         return self
@@ -158,6 +161,28 @@ class Swarm:
         vols = [a, *joiners]
         self.wait_one_swarm(vols, timeout)
         return vols
+
+    def start_bootstrap_dht(self, name: str = "boot", port: int = 31400) -> tuple[subprocess.Popen, str]:
+        """A standalone bootstrap peer, as hivemind's examples run one (``hivemind-dht``): no training, only a
+        DHT that volunteers join through. Returns its process (kill it with :func:`kill_tree`) and its address."""
+        from hivemind.p2p import P2P, PeerID
+
+        host = self.net.hosts.get(name) or self.net.add_host(name)
+        identity = self.tmp / f"{name}.identity"
+        P2P.generate_identity(str(identity))
+        peer_id = PeerID.from_identity(identity.read_bytes()).to_base58()
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - the child holds it; closed with the test's tmp
+        command = [str(Path(sys.executable).parent / "hivemind-dht"), "--host_maddrs", f"/ip4/0.0.0.0/tcp/{port}"]
+        process = subprocess.Popen(
+            host.command([*command, "--identity_path", str(identity)]),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.others.append(process)
+        address = f"/ip4/{host.address}/tcp/{port}/p2p/{peer_id}"
+        wait_until(lambda: host.can_reach(host, port), 60, f"the bootstrap DHT on {name}")
+        return process, address
 
     def live(self) -> list[HostVolunteer]:
         return [v for v in self.vols.values() if v.alive]
@@ -201,6 +226,10 @@ class Swarm:
     def stop(self) -> None:
         for v in self.vols.values():
             v.stop()
+        for process in self.others:
+            kill_tree(process.pid)
+            with contextlib.suppress(Exception):
+                process.wait(timeout=10)
 
 
 def _training(status: dict | None) -> bool:

@@ -75,6 +75,30 @@ class KeeperState:
     events: tuple[tuple[str, str], ...] = field(default=())
 
 
+ISOLATION_HOLD_ENV = "VOLUNTEER_ISOLATION_HOLD"
+"""Seconds an isolated peer holds its global steps (default :data:`DEFAULT_ISOLATION_HOLD`); the fault tests
+shorten it to reach "trains alone" quickly."""
+
+
+def swarm_keeper_env() -> dict[str, float]:
+    """Keeper options set in the environment (:data:`ISOLATION_HOLD_ENV`); an unusable value is ignored, logged."""
+    from volunteer.constants import env
+
+    value = env(ISOLATION_HOLD_ENV)
+    if value is None:
+        return {}
+    try:
+        hold = float(value)
+    except ValueError:
+        hold = -1.0
+    if not hold >= 0:
+        log.warning(
+            "%s=%r is not a number of seconds >= 0: using %g s", ISOLATION_HOLD_ENV, value, DEFAULT_ISOLATION_HOLD
+        )
+        return {}
+    return {"isolation_hold": hold}
+
+
 def _strip_peer_id(address: str) -> tuple[str, str] | None:
     parts = address.rstrip("/").split("/")
     if len(parts) >= 3 and parts[-2] in ("p2p", "ipfs"):
@@ -95,6 +119,8 @@ class SwarmKeeper:
         others_active: ``callable() -> bool``: whether other peers reported progress recently without saying
             goodbye (hivemind's tracker sees ``num_peers >= 2``). Checked when the peer finds itself isolated:
             peers that left cleanly are not waited for; peers cut off or killed are, up to ``isolation_hold``.
+        progress_key: The DHT key of hivemind's training progress (``run_id + "_progress"``): every peer whose
+            progress record this DHT holds is remembered too, even one never seen in the routing table.
     """
 
     def __init__(
@@ -107,6 +133,7 @@ class SwarmKeeper:
         isolation_hold: float = DEFAULT_ISOLATION_HOLD,
         on_event: Any = None,
         others_active: Any = None,
+        progress_key: str | None = None,
     ) -> None:
         self.dht = dht
         self.interval = interval
@@ -114,6 +141,7 @@ class SwarmKeeper:
         self.isolation_hold = isolation_hold
         self.on_event = on_event
         self.others_active = others_active
+        self.progress_key = progress_key
         self._hold_from: float | None = None
         self.own_id = str(dht.peer_id)
         self.known: dict[str, _Known] = {}
@@ -158,22 +186,32 @@ class SwarmKeeper:
 
     def check(self) -> KeeperState:
         """Look at the routing table, dial missing peers that are due, update :attr:`state`."""
-        table, addresses = self.dht.run_coroutine(_probe)
+        table, addresses, progress = self.dht.run_coroutine(functools.partial(_probe, self.progress_key))
         now = time.monotonic()
         table = [p for p in table if p != self.own_id]
-        for peer in table:
+        # Remember every peer seen anywhere: in the routing table, connected to libp2p (matchmaking, all-reduce,
+        # state downloads: a peer met only there, or present in the table only between two looks, used to be
+        # forgotten), or reporting progress. A peer that joined through the bootstrap only and lost its table
+        # entry between two looks was otherwise unknown here once the bootstrap died: nobody dialled anybody.
+        for peer in dict.fromkeys([*table, *addresses, *progress]):
+            if peer == self.own_id:
+                continue
             entry = self.known.get(peer)
             fresh = addresses.get(peer) or (entry.addresses if entry else [])
             if entry is None:
-                self.known[peer] = _Known(list(fresh), now)
-            else:
-                entry.addresses, entry.last_seen, entry.failures, entry.next_try = list(fresh), now, 0, 0.0
+                entry = self.known[peer] = _Known(list(fresh), now)
+            entry.addresses = list(fresh)
+            if peer in table or peer in addresses:
+                entry.last_seen = now
+            if peer in table:
+                entry.failures, entry.next_try = 0, 0.0
         if len(self.known) > MAX_REMEMBERED:  # forget the peers seen longest ago
             oldest = sorted(self.known, key=lambda peer: self.known[peer].last_seen)
             for peer in oldest[: len(self.known) - MAX_REMEMBERED]:
                 del self.known[peer]
 
-        missing = {p: e for p, e in self.known.items() if p not in table and e.addresses and e.next_try <= now}
+        # a peer known by id only is still pinged: libp2p finds its address in its peer store or its own DHT
+        missing = {p: e for p, e in self.known.items() if p not in table and e.next_try <= now}
         back: list[str] = []
         unreachable: list[str] = []
         if missing:
@@ -241,14 +279,49 @@ class SwarmKeeper:
 # -- coroutines run inside the DHT process (module level, so they pickle by reference) ---------------------
 
 
-async def _probe(dht: Any, node: Any) -> tuple[list[str], dict[str, list[str]]]:
-    """The peer ids in the routing table, and the addresses libp2p has for connected peers."""
+async def _probe(progress_key: str | None, dht: Any, node: Any) -> tuple[list[str], dict[str, list[str]], list[str]]:
+    """The peer ids in the routing table, the addresses libp2p has for connected peers, and the peers whose
+    training progress this DHT holds locally (under ``progress_key``; no network request)."""
     table = [str(peer) for peer in list(node.protocol.routing_table.peer_id_to_uid)]
     addresses: dict[str, list[str]] = {}
     with contextlib.suppress(Exception):
         for info in await asyncio.wait_for(node.p2p.list_peers(), 5):
             addresses[str(info.peer_id)] = [str(a) for a in info.addrs]
-    return table, addresses
+    progress: list[str] = []
+    if progress_key:
+        with contextlib.suppress(Exception):
+            progress = _progress_peers(node, progress_key)
+    return table, addresses, progress
+
+
+def _progress_peers(node: Any, key: str) -> list[str]:
+    """Peer ids in the progress records of ``key`` held in this node's storage or cache (what the tracker read)."""
+    from hivemind.dht.protocol import DHTProtocol
+    from hivemind.dht.routing import DHTID
+    from hivemind.dht.storage import DictionaryDHTValue
+    from hivemind.p2p import PeerID
+    from hivemind.utils import get_dht_time
+
+    key_id = DHTID.generate(source=key)
+    protocol: DHTProtocol = node.protocol
+    found: set[str] = set()
+    now = get_dht_time()
+    for store in (protocol.storage, protocol.cache):
+        item = store.get(key_id)
+        if item is None or not isinstance(item.value, DictionaryDHTValue):
+            continue
+        for subkey, (value_bytes, expiration) in item.value.items():
+            if expiration < now:
+                continue
+            with contextlib.suppress(Exception):
+                if protocol.record_validator is not None:
+                    from hivemind.dht.validation import DHTRecord
+
+                    record = DHTRecord(key_id.to_bytes(), protocol.serializer.dumps(subkey), value_bytes, expiration)
+                    value_bytes = protocol.record_validator.strip_value(record)
+                value = protocol.serializer.loads(value_bytes)
+                found.add(PeerID(value["peer_id"]).to_base58())
+    return sorted(found)
 
 
 async def _rejoin(targets: dict[str, list[str]], timeout: float, dht: Any, node: Any) -> tuple[list[str], list[str]]:
@@ -288,3 +361,83 @@ async def _rejoin(targets: dict[str, list[str]], timeout: float, dht: Any, node:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(node.find_nearest_nodes([node.node_id]), timeout * 2)
     return back, [p for p in slow if p not in back]
+
+
+class SoloGuard:
+    """Keep the parameters a peer trained alone out of the swarm, and bring the swarm's back to it.
+
+    A peer cut off for longer than ``isolation_hold`` trains alone, and its epoch races ahead of the swarm's:
+    back in the swarm it would be the peer with the highest epoch, and the others would load *its* parameters
+    (hivemind ranks the states it downloads by the local epoch), one peer's solo work replacing the swarm's.
+    So while the peer trains alone it refuses to share its state (others asking for it move on to the next
+    peer), and when it is back among peers that went on training meanwhile (an epoch beyond the one it had when
+    it went alone), it first loads *their* state, discarding its solo steps. Its samples from those steps
+    were counted local-only when they were taken (no averaging round with another peer): the ledger stays
+    honest. Back among peers that did not train meanwhile (a newcomer at epoch 0, after the swarm was gone or
+    when a volunteer started with only dead peers to join), its state stands and it shares it again.
+
+    Called by the strategy before every optimizer step, in the training process.
+    """
+
+    def __init__(self, keeper: SwarmKeeper) -> None:
+        self.keeper = keeper
+        self.alone_from_epoch: int | None = None
+        """The local epoch when the peer began training alone; ``None`` while it is not alone."""
+        self._unshared: list[Any] = []
+        self.resyncs = 0
+
+    def before_step(self, optimizer: Any) -> None:
+        state = self.keeper.state
+        if state.isolated and not state.holding:
+            if self.alone_from_epoch is None:
+                self.alone_from_epoch = int(optimizer.local_epoch)
+                self._stop_sharing(optimizer)
+            return
+        if self.alone_from_epoch is None or state.isolated:
+            return
+        alone_from, self.alone_from_epoch = self.alone_from_epoch, None
+        others = _others_epoch(optimizer)
+        if others is not None and others > alone_from:
+            solo = int(optimizer.local_epoch) - alone_from
+            self.keeper._emit(
+                "resync",
+                f"back among peers at epoch {others}: loading their state, discarding {solo} global step(s) "
+                "taken alone (counted local-only)",
+            )
+            # hivemind refuses a state older than the local epoch: go back to where this peer left the swarm
+            # (the others' epoch is at least that), so that theirs is loaded in place of the solo steps
+            optimizer.state_averager.local_epoch = alone_from
+            with contextlib.suppress(Exception):
+                optimizer.load_state_from_peers()
+                self.resyncs += 1
+        self._share_again()
+
+    def _stop_sharing(self, optimizer: Any) -> None:
+        for averager in (getattr(optimizer, "state_averager", None), getattr(optimizer, "grad_averager", None)):
+            if averager is not None and not averager.client_mode and averager.allow_state_sharing:
+                averager.allow_state_sharing = False
+                self._unshared.append(averager)
+
+    def _share_again(self) -> None:
+        for averager in self._unshared:
+            with contextlib.suppress(Exception):
+                averager.allow_state_sharing = True
+        self._unshared = []
+
+
+def _others_epoch(optimizer: Any) -> int | None:
+    """The highest local epoch other (non-client) peers report in hivemind's progress records, or ``None``."""
+    tracker = optimizer.tracker
+    own = optimizer.dht.peer_id.to_bytes()
+    try:
+        found = optimizer.dht.get(tracker.training_progress_key, latest=True)
+    except Exception:
+        return None
+    if found is None or not isinstance(found.value, dict):
+        return None
+    epochs = []
+    for item in found.value.values():
+        record = getattr(item, "value", None)
+        if isinstance(record, dict) and record.get("peer_id") != own and isinstance(record.get("epoch"), int):
+            epochs.append(record["epoch"])
+    return max(epochs) if epochs else None

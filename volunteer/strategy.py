@@ -121,6 +121,15 @@ class HivemindStrategy(Strategy):
             (``volunteer.swarmkeeper``): dial every peer ever seen, and hold global steps while cut off.
         swarm_keeper_opts: Keyword arguments for :class:`volunteer.swarmkeeper.SwarmKeeper` (``interval``,
             ``max_backoff``, ``isolation_hold``).
+        mode: How peers combine their work (docs/projects.md#training-modes): ``"sync"`` averages gradients at
+            every global step; ``"local"`` steps on local gradients and averages parameters every
+            ``average_state_every`` global steps (hivemind's ``use_local_updates``); ``"diloco"`` takes
+            ``inner_steps`` steps of the module's optimizer, then an outer Nesterov SGD step on the averaged
+            parameter change (:mod:`volunteer.diloco`).
+        inner_steps: diloco: local steps each peer takes per outer step.
+        outer_lr: diloco: the outer SGD's learning rate.
+        outer_momentum: diloco: the outer SGD's Nesterov momentum.
+        powersgd_rank: sync: average gradients with hivemind's PowerSGD averager at this rank.
         **optimizer_kwargs: Further keyword arguments for ``hivemind.Optimizer``.
 
     Raises:
@@ -167,9 +176,32 @@ class HivemindStrategy(Strategy):
         progress_report_interval: float = 0.5,
         keep_swarm: bool = True,
         swarm_keeper_opts: dict[str, Any] | None = None,
+        mode: str = "sync",
+        inner_steps: int = 100,
+        outer_lr: float = 0.7,
+        outer_momentum: float = 0.9,
+        powersgd_rank: int | None = None,
         **optimizer_kwargs: Any,
     ) -> None:
         super().__init__()
+        from volunteer.modes import check_mode
+
+        check_mode(
+            mode,
+            inner_steps=inner_steps,
+            outer_lr=outer_lr,
+            outer_momentum=outer_momentum,
+            powersgd_rank=powersgd_rank,
+            reuse_grad_buffers=reuse_grad_buffers,
+            offload_optimizer=bool(offload_optimizer),
+            delay_optimizer_step=bool(delay_optimizer_step),
+            delay_grad_averaging=delay_grad_averaging,
+            scheduler_fn=scheduler_fn is not None,
+        )
+        self.mode = mode
+        self.inner_steps, self.outer_lr, self.outer_momentum = inner_steps, outer_lr, outer_momentum
+        self._communication_interval = 1
+        self._base_average_state_every = 1
         _check_positive_int("target_batch_size", target_batch_size)
         if batch_size is not None:
             _check_positive_int("batch_size", batch_size)
@@ -258,6 +290,16 @@ class HivemindStrategy(Strategy):
         ):
             if value is not None:
                 self._optimizer_kwargs[key] = value
+        if mode == "local":
+            self._optimizer_kwargs["use_local_updates"] = True
+        if powersgd_rank is not None:
+            from functools import partial
+
+            from hivemind.optim.power_sgd_averager import PowerSGDGradientAverager
+
+            self._optimizer_kwargs["grad_averager_factory"] = partial(
+                PowerSGDGradientAverager, averager_rank=powersgd_rank
+            )
 
         # filled in by Lightning's accelerator connector
         self.parallel_devices: list[torch.device] | None = None
@@ -371,6 +413,40 @@ class HivemindStrategy(Strategy):
             f"  volunteer --project <id> --initial-peers {peers}",
         ]
         return "\n".join(lines)
+
+    @property
+    def communication_interval(self) -> int:
+        """This peer communicates in one of every this many rounds where its mode would (1: all of them)."""
+        return self._communication_interval
+
+    def set_communication_interval(self, every: int) -> None:
+        """Stretch the interval between this peer's communication rounds, at run time (e.g. for an upload cap).
+
+        ``every`` = 1 restores the project's setting. What stretches, by mode:
+
+        * ``local`` (and ``sync``'s state averaging): parameters are averaged every ``average_state_every`` ×
+          ``every`` global steps. In ``sync`` the gradient rounds of every global step stay: they *are* the
+          training; only the extra state averaging (``average_state_every`` > 1 or 1) is stretched.
+        * ``diloco``: this peer averages its parameter change in one of every ``every`` outer steps; in the
+          others it sends nothing and downloads the new global copy once the swarm has stepped (its samples
+          of those rounds are local-only).
+
+        The swarm never waits for this peer and never takes in a half-finished round from it. May be called
+        from another thread; takes effect at the next round.
+        """
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise StrategyConfigError(
+                f"the communication interval must be a whole number >= 1, got {every!r}",
+                "pass 1 for the project's own setting, or a larger number to communicate less often",
+            )
+        self._communication_interval = every
+        opt = self._opt
+        if opt is None:
+            return
+        if self.mode == "diloco":
+            opt.set_communication_interval(every)  # type: ignore[attr-defined]  # a DiLoCoOptimizer in this mode
+        else:
+            opt.average_state_every = self._base_average_state_every * every
 
     def transfer(self) -> Transfer | None:
         """The model state download under way (bytes, rate, ETA), or None."""
@@ -527,19 +603,42 @@ class HivemindStrategy(Strategy):
         apply_hivemind_patches()  # before hivemind forks its averagers, which inherit it
         count_state_bytes()  # likewise
         apply_step_patches()
-        opt = hivemind.Optimizer(
-            dht=self._dht,
-            run_id=self.run_id,
-            target_batch_size=self.target_batch_size,
-            batch_size_per_step=self._step_batch_size,
-            optimizer=opt_arg,
-            params=params,
-            scheduler=self.scheduler_fn,
-            # hivemind replaces this argument by the DHT's own mode; pass it so both always agree
-            client_mode=self._dht.client_mode,
-            **self._optimizer_kwargs,
-        )
+        if self.mode == "diloco":
+            from volunteer.diloco import DiLoCoOptimizer
+
+            assert self._step_batch_size is not None
+            kwargs = {k: v for k, v in self._optimizer_kwargs.items() if k not in _DILOCO_SETS_ITSELF}
+            opt: hivemind.Optimizer = DiLoCoOptimizer(
+                dht=self._dht,
+                run_id=self.run_id,
+                inner_optimizer=optimizer,
+                inner_steps=self.inner_steps,
+                outer_lr=self.outer_lr,
+                outer_momentum=self.outer_momentum,
+                batch_size_per_step=self._step_batch_size,
+                client_mode=self._dht.client_mode,
+                **kwargs,
+            )
+        else:
+            opt = hivemind.Optimizer(
+                dht=self._dht,
+                run_id=self.run_id,
+                target_batch_size=self.target_batch_size,
+                batch_size_per_step=self._step_batch_size,
+                optimizer=opt_arg,
+                params=params,
+                scheduler=self.scheduler_fn,
+                # hivemind replaces this argument by the DHT's own mode; pass it so both always agree
+                client_mode=self._dht.client_mode,
+                **self._optimizer_kwargs,
+            )
         self._opt = opt
+        self._base_average_state_every = opt.average_state_every
+        if self.mode == "local":
+            from volunteer.modes import watch_state_rounds
+
+            watch_state_rounds(opt, self._record_round)
+        self.set_communication_interval(self._communication_interval)
         meter_state_loads(opt, self._transfers)
         self._watch_gradient_rounds(opt)
         if self.progress_report_interval > 0:
@@ -563,7 +662,8 @@ class HivemindStrategy(Strategy):
                 **self.swarm_keeper_opts,
             ).start()
         self._schedulers = []
-        for config in self.lr_scheduler_configs:
+        # diloco: the module's schedulers drive its own (inner) optimizer, step by step as Lightning calls them
+        for config in self.lr_scheduler_configs if self.mode != "diloco" else ():
             wrapper = _GlobalStepScheduler(config.scheduler, opt)
             config.scheduler = wrapper
             self._schedulers.append(wrapper)
@@ -606,7 +706,14 @@ class HivemindStrategy(Strategy):
             # step we took part in; anything else (stepping alone, a jump after loading state from peers)
             # left the samples we had accumulated out of the swarm's model
             if synchronized and after == before + 1:
-                self._judging.append((self._grad_rounds.pop(before, None), self._pending_samples))
+                control = self._grad_rounds.pop(before, None)
+                if control is None and self.mode == "local" and after % optimizer.average_state_every != 0:
+                    # local updates: these samples reach the swarm with the next parameter averaging round
+                    self._grad_rounds = {e: r for e, r in self._grad_rounds.items() if e >= after}
+                    self._settle_rounds()
+                    self._sync_schedulers()
+                    return output
+                self._judging.append((control, self._pending_samples))
             else:
                 self._local_only_samples += self._pending_samples
             self._pending_samples = 0
@@ -629,6 +736,9 @@ class HivemindStrategy(Strategy):
             return control
 
         averager.step = step
+
+    def _record_round(self, epoch: int, control: Any) -> None:
+        self._grad_rounds[epoch] = control
 
     def _settle_rounds(self) -> None:
         """Credit the samples of global steps whose averaging has ended: swarm if with others, else local-only."""
@@ -858,6 +968,20 @@ class _GlobalStepScheduler:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.scheduler, name)
+
+
+_DILOCO_SETS_ITSELF = frozenset(
+    {
+        "offload_optimizer",
+        "delay_optimizer_step",
+        "delay_grad_averaging",
+        "reuse_grad_buffers",
+        "average_state_every",
+        "use_local_updates",
+        "grad_averager_factory",
+    }
+)
+"""hivemind.Optimizer arguments that :class:`volunteer.diloco.DiLoCoOptimizer` fixes itself."""
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -231,6 +231,65 @@ CASES: list[tuple[str, Callable[[Path], str], list[str], str, str]] = [
         'url = "https://',
     ),
     (
+        "unknown training mode",
+        _project({"training.mode": "async"}),
+        [],
+        "key 'training.mode' must be one of 'sync', 'local' or 'diloco', got the string 'async'",
+        'mode = "sync" under [training]',
+    ),
+    (
+        "powersgd with diloco",
+        _project({"training.mode": "diloco", "hivemind.grad_compression": "powersgd"}),
+        [],
+        "key 'hivemind.grad_compression': grad_compression = \"powersgd\" compresses gradient averaging, which "
+        'mode "diloco" does not do',
+        'use mode = "sync" with PowerSGD',
+    ),
+    (
+        "powersgd with local",
+        _project({"training.mode": "local", "hivemind.grad_compression": "powersgd"}),
+        [],
+        'which mode "local" does not do',
+        "state_averaging_compression",
+    ),
+    (
+        "diloco setting in sync mode",
+        _project({"training.inner_steps": 50}),
+        [],
+        "key 'training.inner_steps': inner_steps is a setting of mode \"diloco\", but mode is \"sync\"",
+        'set mode = "diloco" under [training], or remove inner_steps',
+    ),
+    (
+        "reuse_grad_buffers with local updates",
+        _project(
+            {"training.mode": "local", "hivemind.reuse_grad_buffers": True, "hivemind.grad_compression": "none"}
+        ),
+        [],
+        "key 'hivemind.reuse_grad_buffers': reuse_grad_buffers cannot be used in mode \"local\"",
+        "remove reuse_grad_buffers",
+    ),
+    (
+        "average_state_every with diloco",
+        _project({"training.mode": "diloco", "hivemind.average_state_every": 4}),
+        [],
+        "key 'hivemind.average_state_every': average_state_every has no effect in mode \"diloco\"",
+        "inner_steps under [training]",
+    ),
+    (
+        "outer momentum out of range",
+        _project({"training.mode": "diloco", "training.outer_momentum": 1.0}),
+        [],
+        "key 'training.outer_momentum' must be less than 1",
+        "outer_momentum = 0.9 under [training]",
+    ),
+    (
+        "powersgd_rank without powersgd",
+        _project({"hivemind.powersgd_rank": 2}),
+        [],
+        "key 'hivemind.powersgd_rank': powersgd_rank is set but grad_compression is \"float16\"",
+        'set grad_compression = "powersgd"',
+    ),
+    (
         "bad --initial-peers",
         _project(),
         ["--initial-peers", "/ip4/1.2.3.4/tcp/1"],

@@ -576,6 +576,8 @@ def _expected(kind: str, error: Any) -> str:
         return table[kind]
     if kind == "greater_than":
         return f"greater than {ctx.get('gt')}"
+    if kind == "less_than":
+        return f"less than {ctx.get('lt')}"
     if kind == "greater_than_equal":
         return f"at least {ctx.get('ge')}"
     if kind == "literal_error":

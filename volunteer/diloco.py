@@ -13,7 +13,7 @@ offloaded parameters (so ``load_state_from_peers`` hands a newcomer the global c
 the pseudo-gradient goes through hivemind's ``GradientAverager`` (pre-scheduled matchmaking, compression, the
 fallback to the local pseudo-gradient when nobody else is there), and the outer step is hivemind's own
 optimizer step on the offloaded parameters. What changes is a peer's round: it is counted per peer
-(``inner_steps`` × the project's batch size), and the swarm's progress is the *slowest* peer's, so faster peers
+(``inner_steps`` x the project's batch size), and the swarm's progress is the *slowest* peer's, so faster peers
 keep taking inner steps until every peer has taken its share.
 """
 
@@ -45,15 +45,20 @@ class PseudoGradientAverager(GradientAverager):
     an offloaded optimizer, so the outer step reads the averaged pseudo-gradient where it expects gradients.
     """
 
-    def __init__(self, parameters: Iterable[torch.nn.Parameter], *, global_params: Callable[[], list[torch.Tensor]],
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        parameters: Iterable[torch.nn.Parameter],
+        *,
+        global_params: Callable[[], list[torch.Tensor]],
+        **kwargs: Any,
+    ) -> None:
         self._global_params = global_params
         super().__init__(parameters, **kwargs)
 
     @torch.no_grad()
     def load_accumulators_into_averager_(self) -> None:
         with self.get_tensors() as averaged:
-            for local, global_, out in zip(self.parameters, self._global_params(), averaged):
+            for local, global_, out in zip(self.parameters, self._global_params(), averaged, strict=True):
                 torch.sub(global_, local.detach().to(global_.device), out=out)
 
     def count_samples(self, batch_size: int) -> None:
@@ -65,7 +70,7 @@ class PseudoGradientAverager(GradientAverager):
 class SlowestPeerTracker(ProgressTracker):
     """hivemind's progress tracker, with a round per peer: the swarm is as far as its slowest peer.
 
-    ``target_batch_size`` is one peer's round (``inner_steps`` × batch size). The swarm's ``samples_accumulated``
+    ``target_batch_size`` is one peer's round (``inner_steps`` x batch size). The swarm's ``samples_accumulated``
     is the smallest count among the peers at the current global step, and its ETA the latest of their
     estimates; so every peer becomes ready to step when all of them have taken their inner steps (or a silent
     peer's estimate has passed), and hivemind's pre-scheduled averaging fits that moment.
@@ -85,7 +90,10 @@ class SlowestPeerTracker(ProgressTracker):
         eps = self.performance_ema.eps
         slowest = min(peer.samples_accumulated for peer in current)
         seconds_left = max(
-            max(0.0, self.target_batch_size - peer.samples_accumulated - max(0.0, now - peer.time) * peer.samples_per_second)
+            max(
+                0.0,
+                self.target_batch_size - peer.samples_accumulated - max(0.0, now - peer.time) * peer.samples_per_second,
+            )
             / max(peer.samples_per_second, eps)
             for peer in current
         )
@@ -218,7 +226,11 @@ class DiLoCoOptimizer(hivemind.Optimizer):
         self._maybe_schedule_gradient_averaging()
         if self.tracker.ready_to_update_epoch:
             self._rounds += 1
-            if self._skip_rounds > 1 and self._rounds % self._skip_rounds != 0 and self.tracker.global_progress.num_peers > 1:
+            if (
+                self._skip_rounds > 1
+                and self._rounds % self._skip_rounds != 0
+                and self.tracker.global_progress.num_peers > 1
+            ):
                 self._skipping = True
                 if self.scheduled_grads is not None and not self.scheduled_grads.done():
                     self.scheduled_grads.cancel()

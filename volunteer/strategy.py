@@ -424,9 +424,9 @@ class HivemindStrategy(Strategy):
 
         ``every`` = 1 restores the project's setting. What stretches, by mode:
 
-        * ``local`` (and ``sync``'s state averaging): parameters are averaged every ``average_state_every`` ×
+        * ``local`` (and ``sync``'s state averaging): parameters are averaged every ``average_state_every`` x
           ``every`` global steps. In ``sync`` the gradient rounds of every global step stay: they *are* the
-          training; only the extra state averaging (``average_state_every`` > 1 or 1) is stretched.
+          training; only their parameter averaging is stretched.
         * ``diloco``: this peer averages its parameter change in one of every ``every`` outer steps; in the
           others it sends nothing and downloads the new global copy once the swarm has stepped (its samples
           of those rounds are local-only).

@@ -256,14 +256,12 @@ CASES: list[tuple[str, Callable[[Path], str], list[str], str, str]] = [
         "diloco setting in sync mode",
         _project({"training.inner_steps": 50}),
         [],
-        "key 'training.inner_steps': inner_steps is a setting of mode \"diloco\", but mode is \"sync\"",
+        'key \'training.inner_steps\': inner_steps is a setting of mode "diloco", but mode is "sync"',
         'set mode = "diloco" under [training], or remove inner_steps',
     ),
     (
         "reuse_grad_buffers with local updates",
-        _project(
-            {"training.mode": "local", "hivemind.reuse_grad_buffers": True, "hivemind.grad_compression": "none"}
-        ),
+        _project({"training.mode": "local", "hivemind.reuse_grad_buffers": True, "hivemind.grad_compression": "none"}),
         [],
         "key 'hivemind.reuse_grad_buffers': reuse_grad_buffers cannot be used in mode \"local\"",
         "remove reuse_grad_buffers",

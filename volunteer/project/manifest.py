@@ -338,13 +338,17 @@ class Manifest(_Section):
             raise FieldProblem(
                 f'grad_compression = "powersgd" compresses gradient averaging, which mode "{mode}" does not do',
                 'use mode = "sync" with PowerSGD, or a compression such as "float16" or "uniform8bit" for '
-                + ("the averaged parameter change" if mode == "diloco" else "parameter averaging (state_averaging_compression)"),
+                + (
+                    "the averaged parameter change"
+                    if mode == "diloco"
+                    else "parameter averaging (state_averaging_compression)"
+                ),
                 key="hivemind.grad_compression",
             )
         if mode == "local" and h.grad_compression != "none":
             raise FieldProblem(
                 f'grad_compression = "{h.grad_compression}" has no effect in mode "local": no gradients are averaged',
-                'remove grad_compression; compress parameter averaging with state_averaging_compression instead',
+                "remove grad_compression; compress parameter averaging with state_averaging_compression instead",
                 key="hivemind.grad_compression",
             )
         if mode != "sync" and h.reuse_grad_buffers:

@@ -253,3 +253,19 @@ async def test_a_download_under_way_shows_its_progress_in_the_header() -> None:
         header = widget_text(app, "#header")
         assert "model state 12.3 of 45.0 MB (27%), 2.1 MB/s, 16 s left" in header
         assert "SYNCING" in header
+
+
+@pytest.mark.parametrize(
+    ("mode", "label"),
+    [("local", "in averaged steps 50,000"), ("diloco", "in outer steps 50,000"), ("bogus\x1b[31m", "in global steps")],
+)
+async def test_the_credited_count_says_what_the_samples_reached_in_each_training_mode(mode: str, label: str) -> None:
+    base = snapshot()
+    source = FakeSource([base.replace(project=dataclasses.replace(base.project, training_mode=mode))], events())
+    app = VolunteerApp(source, poll_interval=FAST)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.snapshot is not None, "the first snapshot")
+        await pilot.pause()
+        you = widget_text(app, "#you")
+        assert label in you
+        assert "local only 6,000" in you

@@ -114,6 +114,9 @@ class DiLoCoOptimizer(hivemind.Optimizer):
         inner_steps: Inner steps of ``batch_size_per_step`` samples each peer takes per outer step.
         outer_lr: Learning rate of the outer SGD.
         outer_momentum: Its Nesterov momentum (0 turns momentum off).
+        average_state_every: Also average the global copy with peers every this many outer steps, in the
+            background (default: never). Peers that stepped through a failed round keep a global copy of their
+            own; this brings them back together, at the cost of one more parameter-sized exchange.
         **kwargs: ``hivemind.Optimizer`` arguments (``dht``, ``run_id``, ``batch_size_per_step``, timeouts,
             ``grad_compression`` for the pseudo-gradient, ...). ``target_batch_size`` is set from ``inner_steps``.
     """
@@ -126,6 +129,7 @@ class DiLoCoOptimizer(hivemind.Optimizer):
         outer_lr: float,
         outer_momentum: float,
         batch_size_per_step: int,
+        average_state_every: int = NEVER,
         **kwargs: Any,
     ) -> None:
         self.inner_optimizer = inner_optimizer
@@ -151,7 +155,7 @@ class DiLoCoOptimizer(hivemind.Optimizer):
             reuse_grad_buffers=False,
             delay_optimizer_step=False,
             delay_grad_averaging=False,
-            average_state_every=NEVER,
+            average_state_every=average_state_every,
             grad_averager_factory=self._pseudo_gradient_averager,
             **kwargs,
         )

@@ -976,7 +976,6 @@ _DILOCO_SETS_ITSELF = frozenset(
         "delay_optimizer_step",
         "delay_grad_averaging",
         "reuse_grad_buffers",
-        "average_state_every",
         "use_local_updates",
         "grad_averager_factory",
     }

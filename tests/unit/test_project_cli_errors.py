@@ -267,13 +267,6 @@ CASES: list[tuple[str, Callable[[Path], str], list[str], str, str]] = [
         "remove reuse_grad_buffers",
     ),
     (
-        "average_state_every with diloco",
-        _project({"training.mode": "diloco", "hivemind.average_state_every": 4}),
-        [],
-        "key 'hivemind.average_state_every': average_state_every has no effect in mode \"diloco\"",
-        "inner_steps under [training]",
-    ),
-    (
         "outer momentum out of range",
         _project({"training.mode": "diloco", "training.outer_momentum": 1.0}),
         [],

@@ -188,8 +188,9 @@ class HivemindSection(_Section):
     load_state_compression: Compression = "none"
     reuse_grad_buffers: Flag = False
     """Accumulate gradients in ``.grad`` (saves memory; the module's ``optimizer_zero_grad`` is not called)."""
-    average_state_every: PositiveInt = 1
-    """Average parameters and optimizer state every this many global steps."""
+    average_state_every: PositiveInt | None = None
+    """Average parameters every this many global steps (1 when not set); in diloco mode, average the global
+    copy every this many outer steps (never when not set)."""
 
     @model_validator(mode="after")
     def _timeouts(self) -> HivemindSection:
@@ -357,12 +358,6 @@ class Manifest(_Section):
                 "remove reuse_grad_buffers (or set it to false)",
                 key="hivemind.reuse_grad_buffers",
             )
-        if mode == "diloco" and h.average_state_every != 1:
-            raise FieldProblem(
-                'average_state_every has no effect in mode "diloco": peers share one global copy of the parameters',
-                "remove average_state_every; set how often peers communicate with inner_steps under [training]",
-                key="hivemind.average_state_every",
-            )
         return self
 
     def strategy_kwargs(self) -> dict[str, Any]:
@@ -375,7 +370,7 @@ class Manifest(_Section):
             "averaging_timeout": h.averaging_timeout,
             "load_state_timeout": h.load_state_timeout,
             "reuse_grad_buffers": h.reuse_grad_buffers,
-            "average_state_every": h.average_state_every,
+            **({"average_state_every": h.average_state_every} if h.average_state_every is not None else {}),
             "grad_compression": None if h.grad_compression == "powersgd" else make_compression(h.grad_compression),
             "state_averaging_compression": make_compression(h.state_averaging_compression),
             "load_state_compression": make_compression(h.load_state_compression),

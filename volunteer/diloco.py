@@ -81,9 +81,10 @@ class SlowestPeerTracker(ProgressTracker):
         if not isinstance(metadata, dict) or not metadata:
             return progress
         now = get_dht_time()
-        peers = [
-            LocalTrainingProgress.parse_obj(record.value) for record in metadata.values() if record.value is not None
-        ]
+        records = {key: record.value for key, record in metadata.items() if record.value is not None}
+        if self._local_public_key in records:  # this peer's own count, exactly (its record may lag behind)
+            records[self._local_public_key] = self.local_progress.dict()
+        peers = [LocalTrainingProgress.parse_obj(value) for value in records.values()]
         current = [peer for peer in peers if peer.epoch == progress.epoch]
         if not current:
             return progress

@@ -116,7 +116,7 @@ class HivemindStrategy(Strategy):
             the swarm is far from the target. hivemind publishes after every local step, which costs a fast
             model a third of its throughput; peers read progress every 0.5 s or more anyway. The first report
             of a global step and every report within two batches of the target go out at once, so that no
-            peer waits for them. 0 publishes after every step.
+            peer waits for them. 0 publishes after every step. Default: 0.5, or 5 in diloco mode.
         keep_swarm: While training, find the other peers again after a partition or a dead bootstrap
             (``volunteer.swarmkeeper``): dial every peer ever seen, and hold global steps while cut off.
         swarm_keeper_opts: Keyword arguments for :class:`volunteer.swarmkeeper.SwarmKeeper` (``interval``,
@@ -173,7 +173,7 @@ class HivemindStrategy(Strategy):
         averager_opts: dict[str, Any] | None = None,
         tracker_opts: dict[str, Any] | None = None,
         print_join_message: bool = True,
-        progress_report_interval: float = 0.5,
+        progress_report_interval: float | None = None,
         keep_swarm: bool = True,
         swarm_keeper_opts: dict[str, Any] | None = None,
         mode: str = "sync",
@@ -251,6 +251,10 @@ class HivemindStrategy(Strategy):
         self.client_mode = client_mode
         self.identity_path = os.fspath(identity_path) if identity_path is not None else None
         self.print_join_message = print_join_message
+        if progress_report_interval is None:
+            # a diloco round lasts many batches: reports far from its end only cost bytes (the urgent ones near
+            # the end still go out at once)
+            progress_report_interval = DILOCO_REPORT_INTERVAL if mode == "diloco" else 0.5
         self.progress_report_interval = progress_report_interval
         self._dht_kwargs: dict[str, Any] = dict(
             use_ipfs=use_ipfs,
@@ -969,6 +973,9 @@ class _GlobalStepScheduler:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.scheduler, name)
 
+
+DILOCO_REPORT_INTERVAL = 5.0
+"""Seconds between progress reports in diloco mode, unless urgent (see ``_ThrottledEvent``)."""
 
 _DILOCO_SETS_ITSELF = frozenset(
     {

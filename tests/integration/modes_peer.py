@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--initial-peers", default=None)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--interval", type=int, default=1, help="set_communication_interval, as an upload cap would")
     args = parser.parse_args()
 
     strategy = HivemindStrategy(
@@ -39,6 +40,7 @@ def main() -> None:
         tracker_opts=dict(min_refresh_period=0.2, default_refresh_period=0.5),
         **MODE_OPTIONS[args.mode],
     )
+    strategy.set_communication_interval(args.interval)
     coordinator = Coordinator(args.out, args.name, args.out / "go", args.epochs)
     model = TinyRegressor(lr=0.05, step_sleep=0.02)
     trainer = quiet_trainer(strategy=strategy, max_steps=3000, callbacks=[coordinator])

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 EPOCHS = 3
 
 
-def _run_pair(tmp_path, mode: str, epochs: int) -> dict[str, dict]:
+def _run_pair(tmp_path, mode: str, epochs: int, joiner: tuple[str, ...] = ()) -> dict[str, dict]:
     procs: list[Proc] = []
     common = ["--out", str(tmp_path), "--mode", mode, "--epochs", str(epochs)]
     try:
@@ -32,6 +32,7 @@ def _run_pair(tmp_path, mode: str, epochs: int) -> dict[str, dict]:
                 "--initial-peers",
                 bootstrap,
                 *common,
+                *joiner,
                 log=tmp_path / "b.log",
             )
         )
@@ -68,3 +69,18 @@ def test_two_peers_train_together_in_each_mode(tmp_path, mode):
         # after an outer (or global) step both peers hold the same model: the one the averaged update made
         a, b = (torch.tensor(r["weight"] + r["bias"]) for r in results.values())
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+def test_a_diloco_peer_that_communicates_every_second_round_stays_in_the_swarm(tmp_path):
+    """The knob an upload cap turns: peer b averages only every 2nd outer step and downloads the others."""
+    results = _run_pair(tmp_path, "diloco", 4, joiner=("--interval", "2"))
+    capped, other = results["b"], results["a"]
+    for result in results.values():
+        assert [t["epoch"] for t in result["transitions"]][-1] >= 4
+        assert result["swarm"] + result["local_only"] + result["pending"] == result["contributed"], result
+    # b sat out rounds: their samples are local-only; the rounds it joined are credited
+    assert capped["local_only"] > 0 and capped["swarm"] > 0, capped
+    assert other["swarm"] > 0, other
+    # it loaded the global copy after each round it sat out, so both end on the same model
+    a, b = (torch.tensor(r["weight"] + r["bias"]) for r in (other, capped))
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
+
+import lightning as L
 
 from tests.integration.strategy_peer import Coordinator
 from tests.models import TinyRegressor, quiet_trainer, regression_data
@@ -16,6 +19,26 @@ MODE_OPTIONS: dict[str, dict] = {
     "local": dict(mode="local", average_state_every=2),
     "diloco": dict(mode="diloco", inner_steps=40, outer_lr=0.7, outer_momentum=0.9),
 }
+
+
+class WaitForPeers(L.Callback):
+    """After the first batch (hivemind's optimizer exists), wait until this peer sees the other one.
+
+    Building hivemind's optimizer takes seconds on a loaded machine; without this, a peer that was quicker takes
+    its first rounds alone, which is another test.
+    """
+
+    def __init__(self, peers: int) -> None:
+        self.peers = peers
+        self.done = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        deadline = time.monotonic() + 120
+        while not self.done and trainer.strategy.num_peers < self.peers:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the other peer never showed up")
+            time.sleep(0.1)
+        self.done = True
 
 
 def main() -> None:
@@ -30,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
 
     strategy = HivemindStrategy(
-        target_batch_size=192,
+        target_batch_size=768,
         run_id=f"modes-test-{args.mode}",
         initial_peers=args.initial_peers,
         host_maddrs="/ip4/127.0.0.1/tcp/0",
@@ -43,7 +66,7 @@ def main() -> None:
     strategy.set_communication_interval(args.interval)
     coordinator = Coordinator(args.out, args.name, args.out / "go", args.epochs)
     model = TinyRegressor(lr=0.05, step_sleep=0.02)
-    trainer = quiet_trainer(strategy=strategy, max_steps=3000, callbacks=[coordinator])
+    trainer = quiet_trainer(strategy=strategy, max_steps=3000, callbacks=[WaitForPeers(2), coordinator])
     trainer.fit(model, regression_data(batch_size=8, seed=args.seed))
     result = dict(
         transitions=coordinator.transitions,

@@ -15,8 +15,8 @@ Modes: ``sync`` (gradients averaged at every global step, parameters too: the pr
 ``sync-8bit`` (the same with ``uniform8bit`` gradient and state compression), ``powersgd`` (sync with PowerSGD
 gradients, rank 4), ``local`` (local updates, parameters averaged every few global steps), ``diloco``.
 
-    python -m benchmarks.lowcomm            # the full table, both tasks, five modes (about 20 minutes, root)
-    python -m benchmarks.lowcomm --quick    # demo, sync and diloco, fewer samples (about 3 minutes)
+    python -m benchmarks.lowcomm            # the full table, both tasks, five modes (about 35 minutes, as root)
+    python -m benchmarks.lowcomm --quick    # demo, sync and diloco, half the samples (about 5 minutes)
 """
 
 from __future__ import annotations

@@ -51,7 +51,10 @@ SECTIONS: tuple[Section, ...] = (
             Figure("Samples", "Samples this machine computed in this session, and all time."),
             Figure(
                 "in global steps",
-                "All-time samples that went into a global step the swarm took: your credit on the leaderboard.",
+                "All-time samples that went into a global step the swarm took: your credit on the leaderboard. "
+                "It reads 'in averaged steps' for a project in local mode (samples whose parameter change was "
+                "averaged with another peer's) and 'in outer steps' in diloco mode (samples whose inner steps' "
+                "change was averaged with another peer's in an outer step).",
             ),
             Figure(
                 "local only",

@@ -69,6 +69,8 @@ class ProjectInfo:
     target_batch_size: int = 0
     files: tuple[str, ...] = ()
     """The project's code files (shown when asking for consent)."""
+    training_mode: str = "sync"
+    """The manifest's ``[training] mode``: "sync", "local" or "diloco"; it says what a credited sample reached."""
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,7 @@ class HivemindStrategy(Strategy):
             the swarm is far from the target. hivemind publishes after every local step, which costs a fast
             model a third of its throughput; peers read progress every 0.5 s or more anyway. The first report
             of a global step and every report within two batches of the target go out at once, so that no
-            peer waits for them. 0 publishes after every step.
+            peer waits for them. 0 publishes after every step. Default: 0.5, or 5 in diloco mode.
         keep_swarm: While training, find the other peers again after a partition or a dead bootstrap
             (``volunteer.swarm.keeper``): dial every peer ever seen, and hold global steps while cut off.
         swarm_keeper_opts: Keyword arguments for :class:`volunteer.swarm.keeper.SwarmKeeper` (``interval``,
@@ -102,6 +102,15 @@ class HivemindStrategy(Strategy):
         max_upload: Bytes per second this peer may send on average (``volunteer.wire.UploadCap``): optional
             rounds are spaced out and training is held back between global steps to stay under it.
         monthly_data: Bytes this peer may send and receive in 30 days, enforced as an average rate likewise.
+        mode: How peers combine their work (docs/projects.md#training-modes): ``"sync"`` averages gradients at
+            every global step; ``"local"`` steps on local gradients and averages parameters every
+            ``average_state_every`` global steps (hivemind's ``use_local_updates``); ``"diloco"`` takes
+            ``inner_steps`` steps of the module's optimizer, then an outer Nesterov SGD step on the averaged
+            parameter change (:mod:`volunteer.diloco`).
+        inner_steps: diloco: local steps each peer takes per outer step.
+        outer_lr: diloco: the outer SGD's learning rate.
+        outer_momentum: diloco: the outer SGD's Nesterov momentum.
+        powersgd_rank: sync: average gradients with hivemind's PowerSGD averager at this rank.
         **optimizer_kwargs: Further keyword arguments for ``hivemind.Optimizer``.
 
     Raises:
@@ -145,14 +154,37 @@ class HivemindStrategy(Strategy):
         averager_opts: dict[str, Any] | None = None,
         tracker_opts: dict[str, Any] | None = None,
         print_join_message: bool = True,
-        progress_report_interval: float = 0.5,
+        progress_report_interval: float | None = None,
         keep_swarm: bool = True,
         swarm_keeper_opts: dict[str, Any] | None = None,
         max_upload: float | None = None,
         monthly_data: float | None = None,
+        mode: str = "sync",
+        inner_steps: int = 100,
+        outer_lr: float = 0.7,
+        outer_momentum: float = 0.9,
+        powersgd_rank: int | None = None,
         **optimizer_kwargs: Any,
     ) -> None:
         super().__init__()
+        from volunteer.modes import check_mode
+
+        check_mode(
+            mode,
+            inner_steps=inner_steps,
+            outer_lr=outer_lr,
+            outer_momentum=outer_momentum,
+            powersgd_rank=powersgd_rank,
+            reuse_grad_buffers=reuse_grad_buffers,
+            offload_optimizer=bool(offload_optimizer),
+            delay_optimizer_step=bool(delay_optimizer_step),
+            delay_grad_averaging=delay_grad_averaging,
+            scheduler_fn=scheduler_fn is not None,
+        )
+        self.mode = mode
+        self.inner_steps, self.outer_lr, self.outer_momentum = inner_steps, outer_lr, outer_momentum
+        self._communication_interval = 1
+        self._base_average_state_every = 1
         _check_positive_int("target_batch_size", target_batch_size)
         if batch_size is not None:
             _check_positive_int("batch_size", batch_size)
@@ -202,6 +234,10 @@ class HivemindStrategy(Strategy):
         self.client_mode = client_mode
         self.identity_path = os.fspath(identity_path) if identity_path is not None else None
         self.print_join_message = print_join_message
+        if progress_report_interval is None:
+            # a diloco round lasts many batches: reports far from its end only cost bytes (the urgent ones near
+            # the end still go out at once)
+            progress_report_interval = DILOCO_REPORT_INTERVAL if mode == "diloco" else 0.5
         self.progress_report_interval = progress_report_interval
         self._dht_kwargs: dict[str, Any] = dict(
             use_ipfs=use_ipfs,
@@ -241,6 +277,16 @@ class HivemindStrategy(Strategy):
         ):
             if value is not None:
                 self._optimizer_kwargs[key] = value
+        if mode == "local":
+            self._optimizer_kwargs["use_local_updates"] = True
+        if powersgd_rank is not None:
+            from functools import partial
+
+            from hivemind.optim.power_sgd_averager import PowerSGDGradientAverager
+
+            self._optimizer_kwargs["grad_averager_factory"] = partial(
+                PowerSGDGradientAverager, averager_rank=powersgd_rank
+            )
 
         # filled in by Lightning's accelerator connector
         self.parallel_devices: list[torch.device] | None = None
@@ -361,6 +407,40 @@ class HivemindStrategy(Strategy):
             f"  volunteer --project <id> --initial-peers {peers}",
         ]
         return "\n".join(lines)
+
+    @property
+    def communication_interval(self) -> int:
+        """This peer communicates in one of every this many rounds where its mode would (1: all of them)."""
+        return self._communication_interval
+
+    def set_communication_interval(self, every: int) -> None:
+        """Stretch the interval between this peer's communication rounds, at run time (e.g. for an upload cap).
+
+        ``every`` = 1 restores the project's setting. What stretches, by mode:
+
+        * ``local`` (and ``sync``'s state averaging): parameters are averaged every ``average_state_every`` x
+          ``every`` global steps. In ``sync`` the gradient rounds of every global step stay: they *are* the
+          training; only their parameter averaging is stretched.
+        * ``diloco``: this peer averages its parameter change in one of every ``every`` outer steps; in the
+          others it sends nothing and downloads the new global copy once the swarm has stepped (its samples
+          of those rounds are local-only).
+
+        The swarm never waits for this peer and never takes in a half-finished round from it. May be called
+        from another thread; takes effect at the next round.
+        """
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise StrategyConfigError(
+                f"the communication interval must be a whole number >= 1, got {every!r}",
+                "pass 1 for the project's own setting, or a larger number to communicate less often",
+            )
+        self._communication_interval = every
+        opt = self._opt
+        if opt is None:
+            return
+        if self.mode == "diloco":
+            opt.set_communication_interval(every)  # a DiLoCoOptimizer in this mode
+        else:
+            opt.average_state_every = self._base_average_state_every * every
 
     def transfer(self) -> Transfer | None:
         """The model state download under way (bytes, rate, ETA), or None."""
@@ -533,19 +613,42 @@ class HivemindStrategy(Strategy):
         apply_hivemind_patches()  # before hivemind forks its averagers, which inherit it
         count_state_bytes()  # likewise
         apply_step_patches()
-        opt = hivemind.Optimizer(
-            dht=self._dht,
-            run_id=self.run_id,
-            target_batch_size=self.target_batch_size,
-            batch_size_per_step=self._step_batch_size,
-            optimizer=opt_arg,
-            params=params,
-            scheduler=self.scheduler_fn,
-            # hivemind replaces this argument by the DHT's own mode; pass it so both always agree
-            client_mode=self._dht.client_mode,
-            **self._optimizer_kwargs,
-        )
+        if self.mode == "diloco":
+            from volunteer.diloco import DiLoCoOptimizer
+
+            assert self._step_batch_size is not None
+            kwargs = {k: v for k, v in self._optimizer_kwargs.items() if k not in _DILOCO_SETS_ITSELF}
+            opt: hivemind.Optimizer = DiLoCoOptimizer(
+                dht=self._dht,
+                run_id=self.run_id,
+                inner_optimizer=optimizer,
+                inner_steps=self.inner_steps,
+                outer_lr=self.outer_lr,
+                outer_momentum=self.outer_momentum,
+                batch_size_per_step=self._step_batch_size,
+                client_mode=self._dht.client_mode,
+                **kwargs,
+            )
+        else:
+            opt = hivemind.Optimizer(
+                dht=self._dht,
+                run_id=self.run_id,
+                target_batch_size=self.target_batch_size,
+                batch_size_per_step=self._step_batch_size,
+                optimizer=opt_arg,
+                params=params,
+                scheduler=self.scheduler_fn,
+                # hivemind replaces this argument by the DHT's own mode; pass it so both always agree
+                client_mode=self._dht.client_mode,
+                **self._optimizer_kwargs,
+            )
         self._opt = opt
+        self._base_average_state_every = opt.average_state_every
+        if self.mode == "local":
+            from volunteer.modes import watch_state_rounds
+
+            watch_state_rounds(opt, self._record_round)
+        self.set_communication_interval(self._communication_interval)
         meter_state_loads(opt, self._transfers)
         self._watch_gradient_rounds(opt)
         if self.progress_report_interval > 0:
@@ -569,7 +672,8 @@ class HivemindStrategy(Strategy):
             ).start()
             self._solo_guard = SoloGuard(self._keeper)
         self._schedulers = []
-        for config in self.lr_scheduler_configs:
+        # diloco: the module's schedulers drive its own (inner) optimizer, step by step as Lightning calls them
+        for config in self.lr_scheduler_configs if self.mode != "diloco" else ():
             wrapper = _GlobalStepScheduler(config.scheduler, opt)
             # Lightning only calls step() and state_dict() on it, which the wrapper has
             config.scheduler = wrapper  # type: ignore[assignment]
@@ -616,7 +720,14 @@ class HivemindStrategy(Strategy):
             # step we took part in; anything else (stepping alone, a jump after loading state from peers)
             # left the samples we had accumulated out of the swarm's model
             if synchronized and after == before + 1:
-                self._judging.append((self._grad_rounds.pop(before, None), self._pending_samples))
+                control = self._grad_rounds.pop(before, None)
+                if control is None and self.mode == "local" and after % optimizer.average_state_every != 0:
+                    # local updates: these samples reach the swarm with the next parameter averaging round
+                    self._grad_rounds = {e: r for e, r in self._grad_rounds.items() if e >= after}
+                    self._settle_rounds()
+                    self._sync_schedulers()
+                    return output
+                self._judging.append((control, self._pending_samples))
             else:
                 self._local_only_samples += self._pending_samples
             self._pending_samples = 0
@@ -640,6 +751,9 @@ class HivemindStrategy(Strategy):
             return control
 
         averager.step = step
+
+    def _record_round(self, epoch: int, control: Any) -> None:
+        self._grad_rounds[epoch] = control
 
     def _settle_rounds(self) -> None:
         """Credit the samples of global steps whose averaging has ended: swarm if with others, else local-only."""
@@ -671,15 +785,17 @@ class HivemindStrategy(Strategy):
     def stretch_rounds(self, factor: int) -> str | None:
         """Space the optional communication rounds ``factor`` times the project's interval apart (the cap's knob).
 
-        In the synchronous mode these are the rounds that average parameters and optimizer state: gradients
-        are averaged at every global step, so peers stay close between them. Returns what it did in words, or
-        None where there is nothing optional to stretch.
+        Goes through :meth:`set_communication_interval`, so each training mode stretches what it may: the
+        synchronous mode its parameter and state averaging (gradients are averaged at every global step, so peers
+        stay close between them), ``local`` its parameter averaging, ``diloco`` the outer steps this peer takes
+        part in. Returns what it did in words, or None before training starts.
         """
-        opt = self._opt
-        if opt is None or getattr(opt, "use_local_updates", False):
+        if self._opt is None:
             return None
-        base = int(self._optimizer_kwargs.get("average_state_every", 1))
-        opt.average_state_every = base * factor
+        self.set_communication_interval(factor)
+        if self.mode == "diloco":
+            return f"joining one outer step in {factor}" if factor > 1 else "joining every outer step"
+        base = self._base_average_state_every
         return f"averaging state every {base * factor} global steps instead of {base}"
 
     def _respect_cap(self) -> None:
@@ -924,6 +1040,22 @@ class _GlobalStepScheduler:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.scheduler, name)
+
+
+DILOCO_REPORT_INTERVAL = 5.0
+"""Seconds between progress reports in diloco mode, unless urgent (see ``_ThrottledEvent``)."""
+
+_DILOCO_SETS_ITSELF = frozenset(
+    {
+        "offload_optimizer",
+        "delay_optimizer_step",
+        "delay_grad_averaging",
+        "reuse_grad_buffers",
+        "use_local_updates",
+        "grad_averager_factory",
+    }
+)
+"""hivemind.Optimizer arguments that :class:`volunteer.diloco.DiLoCoOptimizer` fixes itself."""
 
 
 def _check_positive_int(name: str, value: Any) -> None:

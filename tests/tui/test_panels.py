@@ -275,3 +275,19 @@ async def test_bytes_on_the_wire_and_the_caps_doing_show_in_the_you_panel() -> N
         you = " ".join(widget_text(app, "#you").split())
         assert "Network up 5 Mbit/s, down 10 Mbit/s, 4.4 kB sent a sample" in you
         assert "upload cap 5 Mbit/s: averaging state every 4 global steps instead of 1" in you
+
+
+@pytest.mark.parametrize(
+    ("mode", "label"),
+    [("local", "in averaged steps 50,000"), ("diloco", "in outer steps 50,000"), ("bogus\x1b[31m", "in global steps")],
+)
+async def test_the_credited_count_says_what_the_samples_reached_in_each_training_mode(mode: str, label: str) -> None:
+    base = snapshot()
+    source = FakeSource([base.replace(project=dataclasses.replace(base.project, training_mode=mode))], events())
+    app = VolunteerApp(source, poll_interval=FAST)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.snapshot is not None, "the first snapshot")
+        await pilot.pause()
+        you = widget_text(app, "#you")
+        assert label in you
+        assert "local only 6,000" in you

@@ -40,7 +40,7 @@ class YouPanel(Widget):
             fmt.count(snapshot.total_samples),
         )
         counts.add_row("Steps", fmt.count(snapshot.session_steps), fmt.count(snapshot.total_steps))
-        counts.add_row(" in global steps", "", Text(fmt.count(snapshot.swarm_samples), style="bold green"))
+        counts.add_row(f" {credited_label(snapshot)}", "", Text(fmt.count(snapshot.swarm_samples), style="bold green"))
         counts.add_row(" local only", "", Text(fmt.count(snapshot.local_only_samples), style="yellow"))
         counts.add_row(" pending", "", fmt.count(pending_samples(snapshot)))
         rest = Table.grid(expand=True, padding=(0, 1))
@@ -59,3 +59,12 @@ class YouPanel(Widget):
                 network.append(f"\n{fmt.plain(snapshot.wire.cap, 200)}", style="yellow")
             rest.add_row("Network", network)
         return Group(counts, rest)
+
+
+CREDITED_LABELS = {"sync": "in global steps", "local": "in averaged steps", "diloco": "in outer steps"}
+"""What a credited sample reached, by training mode (docs/projects.md#training-modes)."""
+
+
+def credited_label(snapshot: Snapshot) -> str:
+    """The label of the credited count: a project's unknown mode reads as the default's."""
+    return CREDITED_LABELS.get(snapshot.project.training_mode, CREDITED_LABELS["sync"])

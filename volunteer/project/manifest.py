@@ -25,6 +25,8 @@ MANIFEST_NAME = "volunteer.toml"
 DOCS = "docs/projects.md"
 
 Compression = Literal["none", "float16", "scaled-float16", "uniform8bit", "quantile8bit"]
+GradCompression = Literal["none", "float16", "scaled-float16", "uniform8bit", "quantile8bit", "powersgd"]
+Mode = Literal["sync", "local", "diloco"]
 Precision = Literal["32-true", "16-mixed", "bf16-mixed"]
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -178,13 +180,17 @@ class HivemindSection(_Section):
     """Seconds after which a hanging averaging round is cancelled."""
     load_state_timeout: PositiveFloat = 600.0
     """Seconds to wait when a newcomer downloads the model state from a peer."""
-    grad_compression: Compression = "none"
+    grad_compression: GradCompression = "none"
+    """Compression of averaged gradients (sync) or of the averaged parameter change (diloco); "powersgd": sync only."""
+    powersgd_rank: PositiveInt | None = None
+    """Rank of PowerSGD's low-rank factors (with ``grad_compression = "powersgd"``; default 4)."""
     state_averaging_compression: Compression = "none"
     load_state_compression: Compression = "none"
     reuse_grad_buffers: Flag = False
     """Accumulate gradients in ``.grad`` (saves memory; the module's ``optimizer_zero_grad`` is not called)."""
-    average_state_every: PositiveInt = 1
-    """Average parameters and optimizer state every this many global steps."""
+    average_state_every: PositiveInt | None = None
+    """Average parameters every this many global steps (1 when not set); in diloco mode, average the global
+    copy every this many outer steps (never when not set)."""
 
     @model_validator(mode="after")
     def _timeouts(self) -> HivemindSection:
@@ -196,7 +202,45 @@ class HivemindSection(_Section):
                 "averaging_timeout = 30.0",
                 key="hivemind.averaging_timeout",
             )
+        if self.powersgd_rank is not None and self.grad_compression != "powersgd":
+            raise FieldProblem(
+                f'powersgd_rank is set but grad_compression is "{self.grad_compression}"',
+                'set grad_compression = "powersgd" to use it, or remove powersgd_rank',
+                key="hivemind.powersgd_rank",
+            )
         return self
+
+
+class TrainingSection(_Section):
+    """``[training]``: how volunteers combine their work (docs/projects.md#training-modes)."""
+
+    mode: Mode = "sync"
+    """"sync": every global step averages gradients; "local": every peer steps on its own gradients and
+    parameters are averaged every ``hivemind.average_state_every`` global steps; "diloco": every peer takes
+    ``inner_steps`` steps of the project's optimizer, then the averaged parameter change goes through an outer
+    Nesterov SGD step."""
+    inner_steps: PositiveInt | None = None
+    """diloco: local optimizer steps each volunteer takes between outer steps (default 100)."""
+    outer_lr: PositiveFloat | None = None
+    """diloco: learning rate of the outer SGD (default 0.7)."""
+    outer_momentum: Annotated[float, Field(strict=True, ge=0, lt=1)] | None = None
+    """diloco: Nesterov momentum of the outer SGD (default 0.9)."""
+
+    @model_validator(mode="after")
+    def _diloco_only(self) -> TrainingSection:
+        if self.mode != "diloco":
+            for key in ("inner_steps", "outer_lr", "outer_momentum"):
+                if getattr(self, key) is not None:
+                    raise FieldProblem(
+                        f'{key} is a setting of mode "diloco", but mode is "{self.mode}"',
+                        f'set mode = "diloco" under [training], or remove {key}',
+                        key=f"training.{key}",
+                    )
+        return self
+
+
+DILOCO_DEFAULTS = {"inner_steps": 100, "outer_lr": 0.7, "outer_momentum": 0.9}
+POWERSGD_DEFAULT_RANK = 4
 
 
 class PeersSection(_Section):
@@ -254,6 +298,7 @@ class Manifest(_Section):
     model: ModelSection
     data: DataSection
     hivemind: HivemindSection = Field(default_factory=HivemindSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)
     peers: PeersSection = Field(default_factory=PeersSection)
     requirements: Requirements = Field(default_factory=Requirements)
 
@@ -287,6 +332,34 @@ class Manifest(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _mode_combinations(self) -> Manifest:
+        mode, h = self.training.mode, self.hivemind
+        if mode != "sync" and h.grad_compression == "powersgd":
+            raise FieldProblem(
+                f'grad_compression = "powersgd" compresses gradient averaging, which mode "{mode}" does not do',
+                'use mode = "sync" with PowerSGD, or a compression such as "float16" or "uniform8bit" for '
+                + (
+                    "the averaged parameter change"
+                    if mode == "diloco"
+                    else "parameter averaging (state_averaging_compression)"
+                ),
+                key="hivemind.grad_compression",
+            )
+        if mode == "local" and h.grad_compression != "none":
+            raise FieldProblem(
+                f'grad_compression = "{h.grad_compression}" has no effect in mode "local": no gradients are averaged',
+                "remove grad_compression; compress parameter averaging with state_averaging_compression instead",
+                key="hivemind.grad_compression",
+            )
+        if mode != "sync" and h.reuse_grad_buffers:
+            raise FieldProblem(
+                f'reuse_grad_buffers cannot be used in mode "{mode}": every local step applies its own gradients',
+                "remove reuse_grad_buffers (or set it to false)",
+                key="hivemind.reuse_grad_buffers",
+            )
+        return self
+
     def strategy_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for :class:`volunteer.strategy.HivemindStrategy` (imports hivemind)."""
         h = self.hivemind
@@ -297,11 +370,26 @@ class Manifest(_Section):
             "averaging_timeout": h.averaging_timeout,
             "load_state_timeout": h.load_state_timeout,
             "reuse_grad_buffers": h.reuse_grad_buffers,
-            "average_state_every": h.average_state_every,
-            "grad_compression": make_compression(h.grad_compression),
+            **({"average_state_every": h.average_state_every} if h.average_state_every is not None else {}),
+            "grad_compression": None if h.grad_compression == "powersgd" else make_compression(h.grad_compression),
             "state_averaging_compression": make_compression(h.state_averaging_compression),
             "load_state_compression": make_compression(h.load_state_compression),
+            **self.mode_kwargs(),
         }
+
+    def mode_kwargs(self) -> dict[str, Any]:
+        """The ``HivemindStrategy`` arguments of the training mode and PowerSGD (no imports)."""
+        t = self.training
+        kwargs: dict[str, Any] = {"mode": t.mode}
+        if t.mode == "diloco":
+            kwargs.update(
+                inner_steps=t.inner_steps or DILOCO_DEFAULTS["inner_steps"],
+                outer_lr=t.outer_lr if t.outer_lr is not None else DILOCO_DEFAULTS["outer_lr"],
+                outer_momentum=t.outer_momentum if t.outer_momentum is not None else DILOCO_DEFAULTS["outer_momentum"],
+            )
+        if self.hivemind.grad_compression == "powersgd":
+            kwargs["powersgd_rank"] = self.hivemind.powersgd_rank or POWERSGD_DEFAULT_RANK
+        return kwargs
 
 
 def make_compression(name: str) -> Any:
@@ -342,6 +430,11 @@ EXAMPLES: dict[str, str] = {
     "hivemind.load_state_compression": '"none"',
     "hivemind.reuse_grad_buffers": "false",
     "hivemind.average_state_every": "1",
+    "hivemind.powersgd_rank": "4",
+    "training.mode": '"sync"',
+    "training.inner_steps": "100",
+    "training.outer_lr": "0.7",
+    "training.outer_momentum": "0.9",
     "peers.file": '"peers.txt"',
     "peers.url": '"https://example.org/peers.json"',
     "peers.url_timeout": "5.0",
@@ -354,6 +447,7 @@ _SECTIONS: dict[str, type[_Section]] = {
     "model": ModelSection,
     "data": DataSection,
     "hivemind": HivemindSection,
+    "training": TrainingSection,
     "peers": PeersSection,
     "requirements": Requirements,
 }
@@ -481,6 +575,8 @@ def _expected(kind: str, error: Any) -> str:
         return table[kind]
     if kind == "greater_than":
         return f"greater than {ctx.get('gt')}"
+    if kind == "less_than":
+        return f"less than {ctx.get('lt')}"
     if kind == "greater_than_equal":
         return f"at least {ctx.get('ge')}"
     if kind == "literal_error":

@@ -49,6 +49,7 @@ class ResolvedProject:
             run_id=self.manifest.run_id,
             target_batch_size=self.manifest.target_batch_size,
             files=self.files,
+            training_mode=self.manifest.training.mode,
         )
 
     def where(self, file: str = MANIFEST_NAME) -> str:

@@ -32,7 +32,7 @@ from typing_extensions import override
 
 from volunteer.constants import initial_peers_from_env
 from volunteer.errors import StrategyConfigError, SwarmError
-from volunteer.hivemind_patches import apply_hivemind_patches, apply_step_patches
+from volunteer.hivemind_patches import apply_group_patches, apply_hivemind_patches, apply_step_patches
 from volunteer.peers import parse_listen_addresses, parse_peers
 from volunteer.stats import Transfer
 from volunteer.transfer import TransferMeter, count_state_bytes, meter_state_loads
@@ -525,6 +525,7 @@ class HivemindStrategy(Strategy):
         else:
             opt_arg, params = optimizer, None
         apply_hivemind_patches()  # before hivemind forks its averagers, which inherit it
+        apply_group_patches()  # likewise: a round assembles once every peer training has joined
         count_state_bytes()  # likewise
         apply_step_patches()
         opt = hivemind.Optimizer(

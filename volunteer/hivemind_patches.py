@@ -197,14 +197,15 @@ def _maybe_schedule_gradient_averaging(self: Optimizer) -> None:
     if self.tracker.global_progress.num_peers <= 1:
         return
     assert self.use_gradient_averaging
-    if self.tracker.estimated_next_update_time - get_dht_time() <= self.matchmaking_time:
-        if self.scheduled_grads is None or self.scheduled_grads.triggered or self.scheduled_grads.done():
-            eta_seconds = self.tracker.estimated_next_update_time - get_dht_time()
-            eta_seconds = max(eta_seconds, self.grad_averager.matchmaking_kwargs["min_matchmaking_time"])
-            log.debug("Pre-scheduling gradient averaging round in %.2f sec", eta_seconds)
-            self.scheduled_grads = self.grad_averager.schedule_step(
-                timeout=self.averaging_timeout, gather={EXPECTED_GROUP_KEY: expected_group_size(self)}
-            )
+    if self.tracker.estimated_next_update_time - get_dht_time() > self.matchmaking_time:
+        return
+    if self.scheduled_grads is None or self.scheduled_grads.triggered or self.scheduled_grads.done():
+        eta_seconds = self.tracker.estimated_next_update_time - get_dht_time()
+        eta_seconds = max(eta_seconds, self.grad_averager.matchmaking_kwargs["min_matchmaking_time"])
+        log.debug("Pre-scheduling gradient averaging round in %.2f sec", eta_seconds)
+        self.scheduled_grads = self.grad_averager.schedule_step(
+            timeout=self.averaging_timeout, gather={EXPECTED_GROUP_KEY: expected_group_size(self)}
+        )
 
 
 def _expected_in(gather: bytes) -> int | None:

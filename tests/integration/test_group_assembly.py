@@ -79,7 +79,8 @@ def run_round(group: list, counts: list[int | None]) -> tuple[list[dict], float,
     from hivemind.utils import get_dht_time
 
     controls = [
-        averager.step(gather=expecting(count), wait=False, timeout=3 * WINDOW) for averager, count in zip(group, counts)
+        averager.step(gather=expecting(count), wait=False, timeout=3 * WINDOW)
+        for averager, count in zip(group, counts, strict=True)
     ]
     gathered = [control.result(timeout=3 * WINDOW + 30) for control in controls]
     finished = get_dht_time()

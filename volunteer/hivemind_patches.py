@@ -42,8 +42,9 @@ of a few hundred milliseconds that round trip was a tenth of each step on a busy
 We schedule only when the tracker sees another peer. Nothing else changes: at the step, hivemind averages
 only with ``num_peers > 1`` anyway, and starts a round on the spot if none was scheduled.
 
-:func:`apply_step_patches` applies these two to the main process only (the tracker is a thread there, the
-optimizer's step runs there), under the same version and source checks, all or none.
+:func:`apply_step_patches` applies these (and the scheduling of state rounds, below) to the main process only
+(the tracker is a thread there, the optimizer's step runs there), under the same version and source checks,
+all or none.
 
 **Every averaging round waits out the whole matchmaking window.** A leader assembles its group at the
 expiration it declared, ``max(scheduled_time, now + min_matchmaking_time)`` (``PotentialLeaders.begin_search``),
@@ -52,13 +53,17 @@ optimizer schedules a gradient round as soon as its estimated time to the target
 ``matchmaking_time``, so when global steps are shorter than that window every global step with other peers
 waited for the rest of it: two peers at 32 batches a step took 3 s a step at ``matchmaking_time`` 3 s, for
 0.3 s of compute (issue 14, ``docs/benchmarks.md``). The window exists to wait for peers nobody knows about;
-the swarm's progress says who is training. So the scheduling patch above sends, in the round's ``gather``
-data (which hivemind sends to the leader with every join request and does not use for gradients), how many
+the swarm's progress says who is training. So the scheduling patches send, in the round's ``gather`` data
+(which hivemind sends to the leader with every join request and does not use for gradients; for state
+rounds it holds the next epoch, which only an option ``hivemind.Optimizer`` never sets reads), how many
 peers this peer's tracker sees training (:func:`expected_group_size`), and :func:`apply_group_patches` makes a
 leader assemble as soon as the peers that sent such a count, itself included, are at least as many as the
 largest count any of them sent. Peers without the count (hivemind as released, an auxiliary peer) join as
 before and are carried along, but are not counted; so a swarm with a peer that trains but runs other code, or
-a peer that is counted but never joins (gone, out of sync), waits out the window exactly as before.
+a peer that is counted but never joins (gone, out of sync), waits out the window exactly as before. State
+rounds matter as much as gradient rounds: averaged in the background, each one still held the optimizer's
+step after next until it ended (``TrainingStateAverager.step`` waits for the pending round), so two peers took
+a whole window every second global step even once gradient rounds assembled early.
 """
 
 from __future__ import annotations
@@ -107,6 +112,9 @@ SCHEDULE_SOURCE_SHA256 = "868f8c36bdaa41e64552295d029a96765ab3857011ac221ce4b704
 
 HIVEMIND_MAYBE_SCHEDULE_GRADIENT_AVERAGING = Optimizer.__dict__.get("_maybe_schedule_gradient_averaging")
 """hivemind's own method, as imported (before any patch)."""
+
+STATE_SCHEDULE_SOURCE_SHA256 = "f6ba5e5eab04f4ebc8c22e752a186a1f2deb637e491c6d308f9ab2c003424f44"
+"""The sha256 of ``inspect.getsource(Optimizer._maybe_schedule_state_averaging)`` in hivemind 1.1.12."""
 
 JOIN_GROUP_SOURCE_SHA256 = "0d6120e412849439dbc8dd78ef7d87543ef956e251fa1590888af06dfc12864a"
 """The sha256 of ``inspect.getsource(Matchmaking.rpc_join_group)`` in hivemind 1.1.12."""
@@ -208,6 +216,35 @@ def _maybe_schedule_gradient_averaging(self: Optimizer) -> None:
         )
 
 
+def _maybe_schedule_state_averaging(self: Optimizer) -> None:
+    """hivemind 1.1.12's method, which pre-schedules state rounds at all, and tells them how many peers to
+    expect (in their ``gather`` data).
+
+    hivemind sends the next epoch there, which only a ``TrainingStateAverager`` with
+    ``sync_epoch_when_averaging`` reads, and ``hivemind.Optimizer`` never sets it; the epoch stays in the dict.
+    """
+    next_epoch = max(self.local_epoch + 1, self.tracker.global_epoch)
+    if next_epoch % self.average_state_every != 0:
+        return  # averaging is not performed at this epoch
+    if self.state_averager.averaging_in_progress:
+        return  # previous run is still in progress
+    # hivemind returned here while delay_before_state_averaging had no update, but it updates that only for a
+    # pre-scheduled round: no state round was ever pre-scheduled. Each began on the spot in the background
+    # (TrainingStateAverager._do), without the count, and held the next optimizer step (same one-thread
+    # executor) for the whole window. Without updates both delays are 0: schedule for the epoch's end.
+    estimated_time = self.tracker.estimated_next_update_time
+    estimated_time += self.delay_before_state_averaging.ema_seconds_per_sample
+    estimated_time += self.state_averager.delay_before_averaging.ema_seconds_per_sample
+    eta_seconds_to_averaging = estimated_time - get_dht_time()
+
+    if eta_seconds_to_averaging > self.matchmaking_time:
+        return
+    if self.scheduled_state is None or self.scheduled_state.triggered or self.scheduled_state.done():
+        log.debug("Pre-scheduling state averaging round in %.2f sec", eta_seconds_to_averaging)
+        gather = {EXPECTED_GROUP_KEY: expected_group_size(self), "epoch": next_epoch}
+        self.scheduled_state = self.state_averager.schedule_step(gather=gather, timeout=self.averaging_timeout)
+
+
 def _expected_in(gather: bytes) -> int | None:
     """The count a peer sent in its join request's (or its own round's) ``gather`` data, if it sent one."""
     try:
@@ -298,6 +335,7 @@ def is_step_patched() -> bool:
     return (
         ProgressTracker.__dict__.get("_parse_swarm_progress_data") is _parse_swarm_progress_data
         and Optimizer.__dict__.get("_maybe_schedule_gradient_averaging") is _maybe_schedule_gradient_averaging
+        and Optimizer.__dict__.get("_maybe_schedule_state_averaging") is _maybe_schedule_state_averaging
     )
 
 
@@ -312,10 +350,12 @@ def apply_step_patches() -> bool:
         return True
     tracker_method = ProgressTracker.__dict__.get("_parse_swarm_progress_data")
     schedule_method = Optimizer.__dict__.get("_maybe_schedule_gradient_averaging")
+    state_method = Optimizer.__dict__.get("_maybe_schedule_state_averaging")
     if (
         hivemind.__version__ != PATCHED_VERSION
         or _source_sha256(tracker_method) != TRACKER_SOURCE_SHA256
         or _source_sha256(schedule_method) != SCHEDULE_SOURCE_SHA256
+        or _source_sha256(state_method) != STATE_SCHEDULE_SOURCE_SHA256
     ):
         if not _tracker_declined:
             log.info(
@@ -328,6 +368,7 @@ def apply_step_patches() -> bool:
         return False
     ProgressTracker._parse_swarm_progress_data = _parse_swarm_progress_data  # type: ignore[method-assign]
     Optimizer._maybe_schedule_gradient_averaging = _maybe_schedule_gradient_averaging  # type: ignore[method-assign]
+    Optimizer._maybe_schedule_state_averaging = _maybe_schedule_state_averaging  # type: ignore[method-assign]
     return True
 
 

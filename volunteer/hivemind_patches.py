@@ -223,6 +223,8 @@ def _maybe_schedule_state_averaging(self: Optimizer) -> None:
     hivemind sends the next epoch there, which only a ``TrainingStateAverager`` with
     ``sync_epoch_when_averaging`` reads, and ``hivemind.Optimizer`` never sets it; the epoch stays in the dict.
     """
+    if self.tracker.global_progress.num_peers <= 1:
+        return  # as for gradients: at the step, hivemind averages state only with other peers
     next_epoch = max(self.local_epoch + 1, self.tracker.global_epoch)
     if next_epoch % self.average_state_every != 0:
         return  # averaging is not performed at this epoch

@@ -191,3 +191,28 @@ def test_two_peers_step_without_waiting_out_the_matchmaking_window(tmp_path):
 
 def _read(path):
     return path.read_text().strip() if path.exists() else None
+
+
+def test_with_other_peers_reports_near_the_estimated_target_are_not_throttled(tracker):
+    """A peer's view of the swarm is as old as the others' last records: with global steps shorter than a few
+    throttle intervals, no report was ever "near" by this peer's own batches, and two peers stepped 0.5 s later
+    throttled than not (``benchmarks/latency_ladder.py``, issue 14)."""
+    from hivemind.utils import get_dht_time
+
+    from volunteer.strategy import _ThrottledEvent
+
+    event = _ThrottledEvent(5.0, tracker)
+    tracker.should_report_progress = event
+    tracker.report_local_progress(0, 10)
+    event.clear()
+    tracker.global_progress.num_peers = 2
+    tracker.global_progress.eta_next_epoch = get_dht_time() + 100
+    tracker.report_local_progress(0, 20)
+    assert not event.is_set(), "far from the estimated target: throttled"
+    tracker.global_progress.num_peers = 1
+    tracker.global_progress.eta_next_epoch = get_dht_time() + 5
+    tracker.report_local_progress(0, 30)
+    assert not event.is_set(), "alone, nobody reads the record: throttled"
+    tracker.global_progress.num_peers = 2
+    tracker.report_local_progress(0, 40)
+    assert event.is_set(), "with others, within two intervals of the estimated target: at once"

@@ -91,7 +91,8 @@ class HivemindStrategy(Strategy):
         ensure_bootstrap_success: Fail when no initial peer answers (else start alone).
         dht: An existing, started ``hivemind.DHT`` to use; the strategy will not shut it down.
         dht_opts: Further keyword arguments for ``hivemind.DHT`` (e.g. ``record_validators``).
-        matchmaking_time: Seconds to wait for peers to join an averaging round.
+        matchmaking_time: Seconds to wait for peers to join an averaging round (at most: a round assembles as
+            soon as every peer the swarm's progress shows training has joined).
         averaging_timeout: Seconds after which a hanging averaging round is cancelled.
         load_state_timeout: Seconds to wait when downloading state from another peer.
         verbose: Log hivemind's progress messages at INFO level.
@@ -115,8 +116,9 @@ class HivemindStrategy(Strategy):
         progress_report_interval: Publish this peer's progress to the DHT at most this often (seconds) while
             the swarm is far from the target. hivemind publishes after every local step, which costs a fast
             model a third of its throughput; peers read progress every 0.5 s or more anyway. The first report
-            of a global step and every report within two batches of the target go out at once, so that no
-            peer waits for them. 0 publishes after every step.
+            of a global step, every report within two batches of the target and, with other peers, within two
+            intervals of its estimated time go out at once, so that no peer waits for them. 0 publishes after
+            every step.
         keep_swarm: While training, find the other peers again after a partition or a dead bootstrap
             (``volunteer.swarmkeeper``): dial every peer ever seen, and hold global steps while cut off.
         swarm_keeper_opts: Keyword arguments for :class:`volunteer.swarmkeeper.SwarmKeeper` (``interval``,

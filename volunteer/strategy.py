@@ -787,8 +787,10 @@ class _ThrottledEvent(threading.Event):
       estimated time is within as many of its batch times), so that the peers that step on the estimate
       have this one's samples;
     * with other peers, every report once the swarm's estimated time to the target is within
-      ``URGENT_INTERVALS`` throttle intervals: this peer's view of the swarm is as old as the others' last
-      records, and when a global step is shorter than a few intervals it is never "near" by the tests above;
+      ``URGENT_INTERVALS`` throttle intervals, and every report while the last global step took less than
+      that: this peer's view of the swarm is as old as the others' last records (and has no estimate at all
+      until its first re-read after a step), so with short global steps no report was ever "near" by the
+      tests above, and two peers stepped up to twice as late throttled as not;
     * the tracker's own ``set()`` at shutdown, which wakes its reporter thread to stop (throttled, the
       reporter slept on and every shutdown waited ``shutdown_timeout``).
     """
@@ -804,6 +806,8 @@ class _ThrottledEvent(threading.Event):
         self._last_epoch: int | None = None
         self._last_samples = 0
         self._batch = 0
+        self._epoch_started: float | None = None
+        self._last_step_seconds = float("inf")
 
     def set(self) -> None:
         urgent = self._urgent()  # first: it follows every report, published or not
@@ -825,9 +829,16 @@ class _ThrottledEvent(threading.Event):
             self._batch = batch
         new_epoch = local.epoch != self._last_epoch
         self._last_epoch = local.epoch
+        if new_epoch:
+            now = time.monotonic()
+            if self._epoch_started is not None:
+                self._last_step_seconds = now - self._epoch_started
+            self._epoch_started = now
         if new_epoch or local.samples_accumulated == 0:
             return True
         swarm = tracker.global_progress
+        if swarm.num_peers > 1 and self._last_step_seconds < self.URGENT_INTERVALS * self.interval:
+            return True  # global steps a few intervals short: all of each is "near the target"
         if swarm.samples_accumulated + self.URGENT_BATCHES * self._batch >= tracker.target_batch_size:
             return True
         speed = tracker.performance_ema.samples_per_second

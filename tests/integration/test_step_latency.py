@@ -216,3 +216,24 @@ def test_with_other_peers_reports_near_the_estimated_target_are_not_throttled(tr
     tracker.global_progress.num_peers = 2
     tracker.report_local_progress(0, 40)
     assert event.is_set(), "with others, within two intervals of the estimated target: at once"
+
+
+def test_with_other_peers_short_global_steps_are_not_throttled(tracker):
+    """Right after a global step the tracker has no estimate until it re-reads the swarm (0.5 s or more):
+    with global steps that short every report counts."""
+    from volunteer.strategy import _ThrottledEvent
+
+    event = _ThrottledEvent(5.0, tracker)
+    tracker.should_report_progress = event
+    tracker.global_progress.num_peers = 2
+    tracker.report_local_progress(0, 10)
+    tracker.report_local_progress(0, 20)
+    event.clear()
+    tracker.report_local_progress(0, 30)
+    assert not event.is_set(), "no global step seen yet, no estimate: throttled"
+    with tracker.pause_updates():
+        tracker.update_epoch(1)  # a global step far shorter than two intervals
+    tracker.global_progress.num_peers = 2
+    event.clear()
+    tracker.report_local_progress(1, 10)
+    assert event.is_set(), "with others and short global steps: at once"

@@ -9,6 +9,8 @@ In every cell these runs alternate, each in a fresh process on one torch thread,
 * ``before``: the strategy as it was before issue 14 (state averaged in the foreground, every report
   throttled, the tracker reading this peer's own record back from the DHT), so the fix is measured in the
   same invocation;
+* ``window``: the strategy without early group assembly (``apply_group_patches``): every averaging round
+  with other peers waits for its whole matchmaking window, as in hivemind as released; for two peers;
 * ``unthrottled``: the strategy publishing its progress after every batch (``progress_report_interval=0``),
   not run unless asked for;
 * ``foreground``: the strategy averaging parameters in the foreground (``delay_state_averaging=False``, its
@@ -46,7 +48,7 @@ import time
 from dataclasses import asdict, dataclass
 
 RESULT_PREFIX = "LADDER-RESULT "
-RUN_KINDS = ("lightning", "strategy", "before", "raw", "unthrottled", "foreground")
+RUN_KINDS = ("lightning", "strategy", "before", "raw", "window", "unthrottled", "foreground")
 
 
 @dataclass(frozen=True)
@@ -184,6 +186,9 @@ def run_worker(job: Job) -> dict:
 
     from volunteer import strategy as strategy_module
 
+    if job.kind in ("before", "window"):
+        # without early group assembly: every round with others waits for its whole matchmaking window
+        strategy_module.apply_group_patches = lambda: False
     if job.kind == "before":
         # the code before issue 14: every report throttled, the tracker's own record read back from the DHT
         strategy_module.apply_step_patches = lambda: False

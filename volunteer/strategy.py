@@ -33,7 +33,7 @@ from volunteer.constants import initial_peers_from_env
 from volunteer.errors import StrategyConfigError, SwarmError
 from volunteer.protocol import SwarmProgress
 from volunteer.stats import Transfer, Wire
-from volunteer.swarm.hivemind_patches import apply_hivemind_patches, apply_step_patches
+from volunteer.swarm.hivemind_patches import apply_group_patches, apply_hivemind_patches, apply_step_patches
 from volunteer.swarm.keeper import SoloGuard, SwarmKeeper, swarm_keeper_env
 from volunteer.swarm.multiaddrs import parse_listen_addresses, parse_peers
 from volunteer.transfer import TransferMeter, count_state_bytes, meter_state_loads
@@ -69,7 +69,8 @@ class HivemindStrategy(Strategy):
         ensure_bootstrap_success: Fail when no initial peer answers (else start alone).
         dht: An existing, started ``hivemind.DHT`` to use; the strategy will not shut it down.
         dht_opts: Further keyword arguments for ``hivemind.DHT`` (e.g. ``record_validators``).
-        matchmaking_time: Seconds to wait for peers to join an averaging round.
+        matchmaking_time: Seconds to wait for peers to join an averaging round (at most: a round assembles as
+            soon as every peer the swarm's progress shows training has joined).
         averaging_timeout: Seconds after which a hanging averaging round is cancelled.
         load_state_timeout: Seconds to wait when downloading state from another peer.
         verbose: Log hivemind's progress messages at INFO level.
@@ -93,8 +94,9 @@ class HivemindStrategy(Strategy):
         progress_report_interval: Publish this peer's progress to the DHT at most this often (seconds) while
             the swarm is far from the target. hivemind publishes after every local step, which costs a fast
             model a third of its throughput; peers read progress every 0.5 s or more anyway. The first report
-            of a global step and every report within two batches of the target go out at once, so that no
-            peer waits for them. 0 publishes after every step. Default: 0.5, or 5 in diloco mode.
+            of a global step, every report within two batches of the target and, with other peers, within two
+            intervals of its estimated time go out at once, so that no peer waits for them. 0 publishes after
+            every step. Default: 0.5, or 5 in diloco mode.
         keep_swarm: While training, find the other peers again after a partition or a dead bootstrap
             (``volunteer.swarm.keeper``): dial every peer ever seen, and hold global steps while cut off.
         swarm_keeper_opts: Keyword arguments for :class:`volunteer.swarm.keeper.SwarmKeeper` (``interval``,
@@ -611,6 +613,7 @@ class HivemindStrategy(Strategy):
         else:
             opt_arg, params = optimizer, None
         apply_hivemind_patches()  # before hivemind forks its averagers, which inherit it
+        apply_group_patches()  # likewise: a round assembles once every peer training has joined
         count_state_bytes()  # likewise
         apply_step_patches()
         if self.mode == "diloco":
@@ -965,11 +968,17 @@ class _ThrottledEvent(threading.Event):
     * every report once the swarm is within ``URGENT_BATCHES`` of this peer's batches of the target (or its
       estimated time is within as many of its batch times), so that the peers that step on the estimate
       have this one's samples;
+    * with other peers, every report once the swarm's estimated time to the target is within
+      ``URGENT_INTERVALS`` throttle intervals, and every report while the last global step took less than
+      that: this peer's view of the swarm is as old as the others' last records (and has no estimate at all
+      until its first re-read after a step), so with short global steps no report was ever "near" by the
+      tests above, and two peers stepped up to twice as late throttled as not;
     * the tracker's own ``set()`` at shutdown, which wakes its reporter thread to stop (throttled, the
       reporter slept on and every shutdown waited ``shutdown_timeout``).
     """
 
     URGENT_BATCHES = 2
+    URGENT_INTERVALS = 2
 
     def __init__(self, interval: float, tracker: Any = None) -> None:
         super().__init__()
@@ -979,6 +988,8 @@ class _ThrottledEvent(threading.Event):
         self._last_epoch: int | None = None
         self._last_samples = 0
         self._batch = 0
+        self._epoch_started: float | None = None
+        self._last_step_seconds = float("inf")
 
     def set(self) -> None:
         urgent = self._urgent()  # first: it follows every report, published or not
@@ -1000,14 +1011,25 @@ class _ThrottledEvent(threading.Event):
             self._batch = batch
         new_epoch = local.epoch != self._last_epoch
         self._last_epoch = local.epoch
+        if new_epoch:
+            now = time.monotonic()
+            if self._epoch_started is not None:
+                self._last_step_seconds = now - self._epoch_started
+            self._epoch_started = now
         if new_epoch or local.samples_accumulated == 0:
             return True
         swarm = tracker.global_progress
+        if swarm.num_peers > 1 and self._last_step_seconds < self.URGENT_INTERVALS * self.interval:
+            return True  # global steps a few intervals short: all of each is "near the target"
         if swarm.samples_accumulated + self.URGENT_BATCHES * self._batch >= tracker.target_batch_size:
             return True
         speed = tracker.performance_ema.samples_per_second
         seconds_left = swarm.eta_next_epoch - get_dht_time()
-        return speed > 0 and seconds_left <= self.URGENT_BATCHES * self._batch / speed
+        if speed > 0 and seconds_left <= self.URGENT_BATCHES * self._batch / speed:
+            return True
+        # with other peers, within a few intervals of the target a throttled record is as late as a whole
+        # short global step (two peers at 32 batches: 1.4 s median latency throttled, 0.9 s not; issue 14)
+        return swarm.num_peers > 1 and seconds_left <= self.URGENT_INTERVALS * self.interval
 
 
 class _GlobalStepScheduler:

@@ -148,3 +148,92 @@ def test_state_is_averaged_in_the_background_by_default():
     assert HivemindStrategy(print_join_message=False)._optimizer_kwargs["delay_state_averaging"] is True
     explicit = HivemindStrategy(delay_state_averaging=False, print_join_message=False)
     assert explicit._optimizer_kwargs["delay_state_averaging"] is False
+
+
+def test_two_peers_step_without_waiting_out_the_matchmaking_window(tmp_path):
+    """Two training peers, a 30 s window, global steps of a fraction of a second: hivemind as released took a
+    whole window per global step (its leader assembles at its declared expiration, and state rounds held the
+    next optimizer step as long). Now every round ends long before the moment it was scheduled for, and four
+    global steps together take less than the first round's window. Compared moments, not durations."""
+    import json
+
+    from tests.integration.procs import Proc, wait_for
+
+    window = 30.0
+    procs: list[Proc] = []
+
+    def peer(name: str, *extra: str) -> Proc:
+        args = ["--name", name, "--out", str(tmp_path), "--matchmaking-time", str(window), *extra]
+        return Proc.python("tests.integration.latency_peer", *args, log=tmp_path / f"{name}.log")
+
+    try:
+        procs.append(peer("a"))
+        address = wait_for(lambda: _read(tmp_path / "a.addr"), 60, "the first peer's address", procs)
+        procs.append(peer("b", "--initial-peers", address))
+        wait_for(lambda: (tmp_path / "b.addr").exists(), 60, "the second peer", procs)
+        (tmp_path / "go").touch()
+        for proc in procs:
+            wait_for(lambda p=proc: p.popen.poll() is not None, 300, f"{proc.log_path.name} to finish", [])
+            assert proc.popen.returncode == 0, proc.output()[-4000:]
+    finally:
+        for proc in procs:
+            proc.stop()
+
+    for name in "ab":
+        result = json.loads((tmp_path / f"{name}.json").read_text())
+        together = [r for r in result["rounds"] if r["peers"] == 2]
+        late = [r for r in together if r["done"] >= r["scheduled"] - window / 2]
+        assert not late, f"peer {name}: rounds that waited out their matchmaking window: {late}"
+        assert len(together) >= 3, f"peer {name}: gradient rounds with both peers: {result['rounds']}"
+        epochs = {int(k): v for k, v in result["epoch_times"].items()}
+        assert 4 in epochs and epochs[4] < together[0]["scheduled"], f"peer {name}: 4 global steps outlasted a window"
+
+
+def _read(path):
+    return path.read_text().strip() if path.exists() else None
+
+
+def test_with_other_peers_reports_near_the_estimated_target_are_not_throttled(tracker):
+    """A peer's view of the swarm is as old as the others' last records: with global steps shorter than a few
+    throttle intervals, no report was ever "near" by this peer's own batches, and two peers stepped 0.5 s later
+    throttled than not (``benchmarks/latency_ladder.py``, issue 14)."""
+    from hivemind.utils import get_dht_time
+
+    from volunteer.strategy import _ThrottledEvent
+
+    event = _ThrottledEvent(5.0, tracker)
+    tracker.should_report_progress = event
+    tracker.report_local_progress(0, 10)
+    event.clear()
+    tracker.global_progress.num_peers = 2
+    tracker.global_progress.eta_next_epoch = get_dht_time() + 100
+    tracker.report_local_progress(0, 20)
+    assert not event.is_set(), "far from the estimated target: throttled"
+    tracker.global_progress.num_peers = 1
+    tracker.global_progress.eta_next_epoch = get_dht_time() + 5
+    tracker.report_local_progress(0, 30)
+    assert not event.is_set(), "alone, nobody reads the record: throttled"
+    tracker.global_progress.num_peers = 2
+    tracker.report_local_progress(0, 40)
+    assert event.is_set(), "with others, within two intervals of the estimated target: at once"
+
+
+def test_with_other_peers_short_global_steps_are_not_throttled(tracker):
+    """Right after a global step the tracker has no estimate until it re-reads the swarm (0.5 s or more):
+    with global steps that short every report counts."""
+    from volunteer.strategy import _ThrottledEvent
+
+    event = _ThrottledEvent(5.0, tracker)
+    tracker.should_report_progress = event
+    tracker.global_progress.num_peers = 2
+    tracker.report_local_progress(0, 10)
+    tracker.report_local_progress(0, 20)
+    event.clear()
+    tracker.report_local_progress(0, 30)
+    assert not event.is_set(), "no global step seen yet, no estimate: throttled"
+    with tracker.pause_updates():
+        tracker.update_epoch(1)  # a global step far shorter than two intervals
+    tracker.global_progress.num_peers = 2
+    event.clear()
+    tracker.report_local_progress(1, 10)
+    assert event.is_set(), "with others and short global steps: at once"

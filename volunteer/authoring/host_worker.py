@@ -138,7 +138,7 @@ class _HostWorker:
     def run(self) -> None:
         import hivemind
 
-        from volunteer.swarm.hivemind_patches import apply_hivemind_patches
+        from volunteer.swarm.hivemind_patches import apply_group_patches, apply_hivemind_patches
         from volunteer.swarm.leaderboard import record_validators
 
         spec = self.spec
@@ -174,6 +174,7 @@ class _HostWorker:
         kwargs = dict(manifest.strategy_kwargs())
         kwargs.pop("reuse_grad_buffers", None)  # an auxiliary peer accumulates no gradients
         apply_hivemind_patches()  # before hivemind forks its averagers, which inherit it
+        apply_group_patches()  # likewise: as a leader, assemble once the training peers it expects joined
         self.opt = hivemind.Optimizer(
             dht=self.dht,
             optimizer=optimizer,

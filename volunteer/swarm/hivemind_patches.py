@@ -43,8 +43,28 @@ of a few hundred milliseconds that round trip was a tenth of each step on a busy
 We schedule only when the tracker sees another peer. Nothing else changes: at the step, hivemind averages
 only with ``num_peers > 1`` anyway, and starts a round on the spot if none was scheduled.
 
-:func:`apply_step_patches` applies these two to the main process only (the tracker is a thread there, the
-optimizer's step runs there), under the same version and source checks, all or none.
+:func:`apply_step_patches` applies these (and the scheduling of state rounds, below) to the main process only
+(the tracker is a thread there, the optimizer's step runs there), under the same version and source checks,
+all or none.
+
+**Every averaging round waits out the whole matchmaking window.** A leader assembles its group at the
+expiration it declared, ``max(scheduled_time, now + min_matchmaking_time)`` (``PotentialLeaders.begin_search``),
+unless ``target_group_size`` peers joined first, and that is ``None`` (never) in ``hivemind.Optimizer``. The
+optimizer schedules a gradient round as soon as its estimated time to the target falls under
+``matchmaking_time``, so when global steps are shorter than that window every global step with other peers
+waited for the rest of it: two peers at 32 batches a step took 3 s a step at ``matchmaking_time`` 3 s, for
+0.3 s of compute (issue 14, ``docs/benchmarks.md``). The window exists to wait for peers nobody knows about;
+the swarm's progress says who is training. So the scheduling patches send, in the round's ``gather`` data
+(which hivemind sends to the leader with every join request and does not use for gradients; for state
+rounds it holds the next epoch, which only an option ``hivemind.Optimizer`` never sets reads), how many
+peers this peer's tracker sees training (:func:`expected_group_size`), and :func:`apply_group_patches` makes a
+leader assemble as soon as the peers that sent such a count, itself included, are at least as many as the
+largest count any of them sent. Peers without the count (hivemind as released, an auxiliary peer) join as
+before and are carried along, but are not counted; so a swarm with a peer that trains but runs other code, or
+a peer that is counted but never joins (gone, out of sync), waits out the window exactly as before. State
+rounds matter as much as gradient rounds: averaged in the background, each one still held the optimizer's
+step after next until it ended (``TrainingStateAverager.step`` waits for the pending round), so two peers took
+a whole window every second global step even once gradient rounds assembled early.
 """
 
 from __future__ import annotations
@@ -54,14 +74,17 @@ import hashlib
 import inspect
 import logging
 import time
+from collections.abc import AsyncIterator
 from math import isfinite
 
 import hivemind
 from hivemind.averaging.key_manager import GroupKeyManager
-from hivemind.averaging.matchmaking import PotentialLeaders
+from hivemind.averaging.matchmaking import Matchmaking, PotentialLeaders
 from hivemind.optim.optimizer import Optimizer
 from hivemind.optim.progress_tracker import ProgressTracker
-from hivemind.utils import ValueWithExpiration
+from hivemind.p2p import P2PContext
+from hivemind.proto import averaging_pb2
+from hivemind.utils import MSGPackSerializer, ValueWithExpiration
 from hivemind.utils.timed_storage import MAX_DHT_TIME_DISCREPANCY_SECONDS, get_dht_time
 
 log = logging.getLogger(__name__)
@@ -91,8 +114,28 @@ SCHEDULE_SOURCE_SHA256 = "868f8c36bdaa41e64552295d029a96765ab3857011ac221ce4b704
 HIVEMIND_MAYBE_SCHEDULE_GRADIENT_AVERAGING = Optimizer.__dict__.get("_maybe_schedule_gradient_averaging")
 """hivemind's own method, as imported (before any patch)."""
 
+STATE_SCHEDULE_SOURCE_SHA256 = "f6ba5e5eab04f4ebc8c22e752a186a1f2deb637e491c6d308f9ab2c003424f44"
+"""The sha256 of ``inspect.getsource(Optimizer._maybe_schedule_state_averaging)`` in hivemind 1.1.12."""
+
+JOIN_GROUP_SOURCE_SHA256 = "0d6120e412849439dbc8dd78ef7d87543ef956e251fa1590888af06dfc12864a"
+"""The sha256 of ``inspect.getsource(Matchmaking.rpc_join_group)`` in hivemind 1.1.12."""
+
+HIVEMIND_RPC_JOIN_GROUP = Matchmaking.__dict__.get("rpc_join_group")
+"""hivemind's own method, as imported (before any patch)."""
+
+EXPECTED_GROUP_KEY = "volunteer_expected_group_size"
+"""The key of the count in a gradient round's ``gather`` data (a dict, so other keys could follow)."""
+
+TRAINING_RATE = 1e-6
+"""Samples/s above which a peer's progress record counts as a training peer: an auxiliary peer, and a peer
+before its first batch, report hivemind's ``PerformanceEMA`` floor of 1e-20."""
+
+_TRAINING_PEERS = "_volunteer_training_peers"
+"""The tracker's attribute, set at each parse of the swarm's progress: peers training, this one included."""
+
 _declined = False
 _tracker_declined = False
+_group_declined = False
 
 
 def lookup_interval(min_matchmaking_time: float) -> float:
@@ -135,14 +178,121 @@ def _parse_swarm_progress_data(self: ProgressTracker, metadata):
         published = metadata[own_key]
         if published.value is not None:  # None: this peer said goodbye; leave that as it is
             metadata = {**metadata, own_key: ValueWithExpiration(self.local_progress.dict(), published.expiration_time)}
-    return HIVEMIND_PARSE_SWARM_PROGRESS_DATA(self, metadata)
+    progress = HIVEMIND_PARSE_SWARM_PROGRESS_DATA(self, metadata)  # validates the records: count after it
+    setattr(self, _TRAINING_PEERS, 1 + _count_others_training(metadata, own_key))
+    return progress
+
+
+def _count_others_training(metadata: object, own_key: object) -> int:
+    if not isinstance(metadata, dict):
+        return 0
+    count = 0
+    for key, record in metadata.items():
+        value = record.value if isinstance(record, ValueWithExpiration) else None
+        if key != own_key and isinstance(value, dict):
+            rate = value.get("samples_per_second")
+            count += isinstance(rate, (int, float)) and rate > TRAINING_RATE
+    return count
+
+
+def expected_group_size(optimizer: Optimizer) -> int:
+    """The peers this peer's tracker sees training (itself included): the group a gradient round waits for."""
+    return max(2, int(getattr(optimizer.tracker, _TRAINING_PEERS, 0)))
 
 
 def _maybe_schedule_gradient_averaging(self: Optimizer) -> None:
-    """hivemind 1.1.12's method, which does nothing while the tracker sees no other peer."""
+    """hivemind 1.1.12's method, which does nothing while the tracker sees no other peer, and tells the round
+    how many peers to expect (in its ``gather`` data)."""
     if self.tracker.global_progress.num_peers <= 1:
         return
-    HIVEMIND_MAYBE_SCHEDULE_GRADIENT_AVERAGING(self)
+    assert self.use_gradient_averaging
+    if self.tracker.estimated_next_update_time - get_dht_time() > self.matchmaking_time:
+        return
+    if self.scheduled_grads is None or self.scheduled_grads.triggered or self.scheduled_grads.done():
+        eta_seconds = self.tracker.estimated_next_update_time - get_dht_time()
+        eta_seconds = max(eta_seconds, self.grad_averager.matchmaking_kwargs["min_matchmaking_time"])
+        log.debug("Pre-scheduling gradient averaging round in %.2f sec", eta_seconds)
+        self.scheduled_grads = self.grad_averager.schedule_step(
+            timeout=self.averaging_timeout, gather={EXPECTED_GROUP_KEY: expected_group_size(self)}
+        )
+
+
+def _maybe_schedule_state_averaging(self: Optimizer) -> None:
+    """hivemind 1.1.12's method, which pre-schedules state rounds at all, and tells them how many peers to
+    expect (in their ``gather`` data).
+
+    hivemind sends the next epoch there, which only a ``TrainingStateAverager`` with
+    ``sync_epoch_when_averaging`` reads, and ``hivemind.Optimizer`` never sets it; the epoch stays in the dict.
+    """
+    if self.tracker.global_progress.num_peers <= 1:
+        return  # as for gradients: at the step, hivemind averages state only with other peers
+    next_epoch = max(self.local_epoch + 1, self.tracker.global_epoch)
+    if next_epoch % self.average_state_every != 0:
+        return  # averaging is not performed at this epoch
+    if self.state_averager.averaging_in_progress:
+        return  # previous run is still in progress
+    # hivemind returned here while delay_before_state_averaging had no update, but it updates that only for a
+    # pre-scheduled round: no state round was ever pre-scheduled. Each began on the spot in the background
+    # (TrainingStateAverager._do), without the count, and held the next optimizer step (same one-thread
+    # executor) for the whole window. Without updates both delays are 0: schedule for the epoch's end.
+    estimated_time = self.tracker.estimated_next_update_time
+    estimated_time += self.delay_before_state_averaging.ema_seconds_per_sample
+    estimated_time += self.state_averager.delay_before_averaging.ema_seconds_per_sample
+    eta_seconds_to_averaging = estimated_time - get_dht_time()
+
+    if eta_seconds_to_averaging > self.matchmaking_time:
+        return
+    if self.scheduled_state is None or self.scheduled_state.triggered or self.scheduled_state.done():
+        log.debug("Pre-scheduling state averaging round in %.2f sec", eta_seconds_to_averaging)
+        gather = {EXPECTED_GROUP_KEY: expected_group_size(self), "epoch": next_epoch}
+        self.scheduled_state = self.state_averager.schedule_step(gather=gather, timeout=self.averaging_timeout)
+
+
+def _expected_in(gather: bytes) -> int | None:
+    """The count a peer sent in its join request's (or its own round's) ``gather`` data, if it sent one."""
+    try:
+        _bandwidth, _mode, user_data = MSGPackSerializer.loads(gather)
+        data = MSGPackSerializer.loads(user_data)
+    except Exception:  # another client's data: not ours to judge
+        return None
+    value = data.get(EXPECTED_GROUP_KEY) if isinstance(data, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+async def _assemble_if_everyone_joined(self: Matchmaking) -> None:
+    """Assemble the leader's group now if the peers that sent a count are as many as the largest count sent.
+
+    Runs where hivemind checks ``target_group_size``, while the join request's handler holds
+    ``lock_request_join_group`` (suspended at its ``yield`` of ACCEPTED).
+    """
+    if (
+        self.assembled_group.done()
+        or not self.is_looking_for_group
+        or self.step_control is None
+        or self.current_leader is not None
+        or not self.lock_request_join_group.locked()
+    ):
+        return
+    counts = [_expected_in(self.step_control.data_for_gather)]
+    counts += [_expected_in(request.gather) for request in self.current_followers.values()]
+    known = [count for count in counts if count is not None]
+    if known and len(known) >= max(known):
+        log.debug("assembling early: %d of %d expected peers joined", len(known), max(known))
+        await self.leader_assemble_group()
+
+
+async def _rpc_join_group(
+    self: Matchmaking, request: averaging_pb2.JoinRequest, context: P2PContext
+) -> AsyncIterator[averaging_pb2.MessageFromLeader]:
+    """hivemind 1.1.12's ``rpc_join_group``, whose leader assembles once every expected peer has joined."""
+    stream = HIVEMIND_RPC_JOIN_GROUP(self, request, context)
+    try:
+        async for message in stream:
+            yield message
+            if message.code == averaging_pb2.ACCEPTED:
+                await _assemble_if_everyone_joined(self)
+    finally:
+        await stream.aclose()
 
 
 def _source_sha256(function: object) -> str | None:
@@ -189,6 +339,7 @@ def is_step_patched() -> bool:
     return (
         ProgressTracker.__dict__.get("_parse_swarm_progress_data") is _parse_swarm_progress_data
         and Optimizer.__dict__.get("_maybe_schedule_gradient_averaging") is _maybe_schedule_gradient_averaging
+        and Optimizer.__dict__.get("_maybe_schedule_state_averaging") is _maybe_schedule_state_averaging
     )
 
 
@@ -203,10 +354,12 @@ def apply_step_patches() -> bool:
         return True
     tracker_method = ProgressTracker.__dict__.get("_parse_swarm_progress_data")
     schedule_method = Optimizer.__dict__.get("_maybe_schedule_gradient_averaging")
+    state_method = Optimizer.__dict__.get("_maybe_schedule_state_averaging")
     if (
         hivemind.__version__ != PATCHED_VERSION
         or _source_sha256(tracker_method) != TRACKER_SOURCE_SHA256
         or _source_sha256(schedule_method) != SCHEDULE_SOURCE_SHA256
+        or _source_sha256(state_method) != STATE_SCHEDULE_SOURCE_SHA256
     ):
         if not _tracker_declined:
             log.info(
@@ -219,4 +372,37 @@ def apply_step_patches() -> bool:
         return False
     ProgressTracker._parse_swarm_progress_data = _parse_swarm_progress_data
     Optimizer._maybe_schedule_gradient_averaging = _maybe_schedule_gradient_averaging
+    Optimizer._maybe_schedule_state_averaging = _maybe_schedule_state_averaging
+    return True
+
+
+def is_group_patched() -> bool:
+    """Whether leaders in this process (and averagers forked from it) assemble once every expected peer joined."""
+    return Matchmaking.__dict__.get("rpc_join_group") is _rpc_join_group
+
+
+def apply_group_patches() -> bool:
+    """Let a leader assemble its averaging group once every expected peer has joined, in this process, once.
+
+    Call it before hivemind forks its averagers (before ``hivemind.Optimizer(...)``). The counts come from
+    peers with :func:`apply_step_patches`; without them this changes nothing.
+
+    Returns:
+        Whether the patch is in place: False for a hivemind other than the one it was written against.
+    """
+    global _group_declined
+    if is_group_patched():
+        return True
+    original = Matchmaking.__dict__.get("rpc_join_group")
+    if hivemind.__version__ != PATCHED_VERSION or _source_sha256(original) != JOIN_GROUP_SOURCE_SHA256:
+        if not _group_declined:
+            log.info(
+                "hivemind %s: its matchmaking is not the code volunteer's group assembly was written for "
+                "(hivemind %s); left unpatched",
+                hivemind.__version__,
+                PATCHED_VERSION,
+            )
+            _group_declined = True
+        return False
+    Matchmaking.rpc_join_group = _rpc_join_group
     return True

@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
-import hashlib
-import inspect
 import logging
 import multiprocessing
 import threading
@@ -29,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from volunteer.stats import Transfer
+from volunteer.swarm.source_guard import matches
 
 log = logging.getLogger(__name__)
 
@@ -188,12 +187,7 @@ def count_state_bytes() -> bool:
     if _wrapped is not None and averager.aiter_with_timeout is _wrapped:
         return True
     method = averager.DecentralizedAverager._load_state_from_peers
-    try:
-        digest = hashlib.sha256(inspect.getsource(method).encode()).hexdigest()
-    except (OSError, TypeError):
-        digest = None
-    if digest != PATCHED_SOURCE_SHA256:
-        log.info("hivemind's state download is not the code volunteer counts bytes in; no progress for it")
+    if not matches("progress of state downloads", [(method, PATCHED_SOURCE_SHA256)]):
         return False
     _state_bytes = multiprocessing.Value(ctypes.c_uint64, 0, lock=False)
     _wrapped = _counting(averager.aiter_with_timeout)

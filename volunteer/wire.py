@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import hashlib
-import inspect
 import logging
 import math
 import multiprocessing
@@ -37,6 +35,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from volunteer.swarm.source_guard import matches
 
 log = logging.getLogger(__name__)
 
@@ -269,13 +269,6 @@ def _wrap_methods(client_class: Any) -> None:
     client_class.stream_handler = stream_handler_counted
 
 
-def _source_sha256(function: object) -> str | None:
-    try:
-        return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()  # type: ignore[arg-type]
-    except (OSError, TypeError):
-        return None
-
-
 def count_wire_bytes() -> bool:
     """Count every byte hivemind sends and receives in this process and those it forks later; once.
 
@@ -290,10 +283,9 @@ def count_wire_bytes() -> bool:
     from hivemind.p2p.p2p_daemon import P2P
     from hivemind.p2p.p2p_daemon_bindings.control import ControlClient
 
-    changed = [name for name, sha in PATCHED_SOURCES.items() if _source_sha256(getattr(ControlClient, name)) != sha]
-    changed += [name for name, sha in FRAMING_SOURCES.items() if _source_sha256(getattr(P2P, name)) != sha]
-    if changed:
-        log.info("hivemind's p2p client is not the code volunteer counts bytes in (%s); no byte counts", changed)
+    sources = [(getattr(ControlClient, name), sha) for name, sha in PATCHED_SOURCES.items()]
+    sources += [(getattr(P2P, name), sha) for name, sha in FRAMING_SOURCES.items()]
+    if not matches("count of bytes on the wire", sources):
         return False
     _counts = multiprocessing.Array(ctypes.c_uint64, SLOTS * (len(KINDS) + 1) * 2, lock=False)
     _next_slot = multiprocessing.Value(ctypes.c_int, 0)

@@ -8,7 +8,7 @@ import hivemind
 import pytest
 from hivemind.averaging.matchmaking import PotentialLeaders
 
-from volunteer.swarm import hivemind_patches
+from volunteer.swarm import hivemind_patches, source_guard
 from volunteer.swarm.hivemind_patches import apply_hivemind_patches, is_patched, lookup_interval
 
 
@@ -17,7 +17,7 @@ def hivemind_as_released(monkeypatch):
     """hivemind's own matchmaking for the test, whatever earlier tests applied; restored afterwards."""
     original = hivemind_patches.HIVEMIND_UPDATE_QUEUE_PERIODICALLY
     monkeypatch.setattr(PotentialLeaders, "_update_queue_periodically", original)
-    monkeypatch.setattr(hivemind_patches, "_declined", False)
+    monkeypatch.setattr(source_guard, "_declined", set())
     return original
 
 
@@ -35,12 +35,12 @@ def test_leaves_other_matchmaking_code_alone_with_one_log_line(hivemind_as_relea
         pass
 
     monkeypatch.setattr(PotentialLeaders, "_update_queue_periodically", changed_upstream)
-    with caplog.at_level(logging.INFO, logger="volunteer.swarm.hivemind_patches"):
+    with caplog.at_level(logging.INFO, logger="volunteer.swarm.source_guard"):
         assert apply_hivemind_patches() is False
         assert apply_hivemind_patches() is False
     assert PotentialLeaders._update_queue_periodically is changed_upstream
     assert not is_patched()
-    assert len(caplog.records) == 1 and "left unpatched" in caplog.records[0].getMessage()
+    assert len(caplog.records) == 1 and "matchmaking rate limit" in caplog.records[0].getMessage()
 
 
 def test_leaves_another_hivemind_version_alone(hivemind_as_released, monkeypatch):
@@ -63,7 +63,7 @@ def join_as_released(monkeypatch):
 
     original = hivemind_patches.HIVEMIND_RPC_JOIN_GROUP
     monkeypatch.setattr(Matchmaking, "rpc_join_group", original)
-    monkeypatch.setattr(hivemind_patches, "_group_declined", False)
+    monkeypatch.setattr(source_guard, "_declined", set())
     return original
 
 

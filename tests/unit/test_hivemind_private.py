@@ -11,7 +11,7 @@ import pytest
 from hivemind.optim.progress_tracker import ProgressTracker
 from hivemind.p2p.p2p_daemon_bindings.p2pclient import Client
 
-from volunteer.swarm import hivemind_private
+from volunteer.swarm import hivemind_private, source_guard
 from volunteer.swarm.hivemind_private import dial, throttle_progress_reports
 
 
@@ -22,15 +22,15 @@ class _Tracker:
 
 @pytest.fixture(autouse=True)
 def _fresh(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hivemind_private, "_declined", set())
+    monkeypatch.setattr(source_guard, "_declined", set())
 
 
 def test_the_sources_relied_on_are_hivemind_1_1_12s() -> None:
-    assert hivemind.__version__ == hivemind_private.CHECKED_VERSION
+    assert hivemind.__version__ == source_guard.HIVEMIND_VERSION
     reporter = ProgressTracker.__dict__["_progress_reporter"]
-    assert hivemind_private._source_sha256(reporter) == hivemind_private.REPORTER_SOURCE_SHA256
+    assert source_guard.source_sha256(reporter) == hivemind_private.REPORTER_SOURCE_SHA256
     connect = Client.__dict__["connect"]
-    assert hivemind_private._source_sha256(connect) == hivemind_private.CONNECT_SOURCE_SHA256
+    assert source_guard.source_sha256(connect) == hivemind_private.CONNECT_SOURCE_SHA256
 
 
 def test_the_throttle_swaps_the_event_and_wakes_the_old_one() -> None:
@@ -49,7 +49,7 @@ def test_another_hivemind_keeps_its_own_event_with_one_log_line(
     monkeypatch.setattr(ProgressTracker, "_progress_reporter", changed_upstream)
     tracker = _Tracker()
     old = tracker.should_report_progress
-    with caplog.at_level(logging.INFO, logger="volunteer.swarm.hivemind_private"):
+    with caplog.at_level(logging.INFO, logger="volunteer.swarm.source_guard"):
         assert throttle_progress_reports(tracker, threading.Event()) is False
         assert throttle_progress_reports(tracker, threading.Event()) is False
     assert tracker.should_report_progress is old and not old.is_set()

@@ -70,14 +70,11 @@ a whole window every second global step even once gradient rounds assembled earl
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import inspect
 import logging
 import time
 from collections.abc import AsyncIterator
 from math import isfinite
 
-import hivemind
 from hivemind.averaging.key_manager import GroupKeyManager
 from hivemind.averaging.matchmaking import Matchmaking, PotentialLeaders
 from hivemind.optim.optimizer import Optimizer
@@ -87,6 +84,8 @@ from hivemind.proto import averaging_pb2
 from hivemind.utils import MSGPackSerializer, ValueWithExpiration
 from hivemind.utils.timed_storage import MAX_DHT_TIME_DISCREPANCY_SECONDS, get_dht_time
 
+from volunteer.swarm.source_guard import matches
+
 log = logging.getLogger(__name__)
 
 MAX_LOOKUP_INTERVAL = 0.5
@@ -95,7 +94,6 @@ MAX_LOOKUP_INTERVAL = 0.5
 LOOKUP_FRACTION = 1 / 20
 """Consecutive lookups are this fraction of ``min_matchmaking_time`` apart (up to the maximum above)."""
 
-PATCHED_VERSION = "1.1.12"
 PATCHED_SOURCE_SHA256 = "13036c7d743da89efd85ef93befc61463e1e45d87bdb6d07e97b46fa7e4ba580"
 """The sha256 of ``inspect.getsource(PotentialLeaders._update_queue_periodically)`` in hivemind 1.1.12."""
 
@@ -132,10 +130,6 @@ before its first batch, report hivemind's ``PerformanceEMA`` floor of 1e-20."""
 
 _TRAINING_PEERS = "_volunteer_training_peers"
 """The tracker's attribute, set at each parse of the swarm's progress: peers training, this one included."""
-
-_declined = False
-_tracker_declined = False
-_group_declined = False
 
 
 def lookup_interval(min_matchmaking_time: float) -> float:
@@ -295,14 +289,6 @@ async def _rpc_join_group(
         await stream.aclose()
 
 
-def _source_sha256(function: object) -> str | None:
-    try:
-        # anything: what hivemind's class holds may be missing (None) or not Python; getsource raises TypeError
-        return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()  # type: ignore[arg-type]
-    except (OSError, TypeError):
-        return None
-
-
 def is_patched() -> bool:
     """Whether hivemind's matchmaking in this process (and in averagers forked from it) is rate-limited."""
     return PotentialLeaders.__dict__.get("_update_queue_periodically") is _update_queue_periodically
@@ -316,19 +302,10 @@ def apply_hivemind_patches() -> bool:
     Returns:
         Whether the patch is in place: False for a hivemind other than the one it was written against.
     """
-    global _declined
     if is_patched():
         return True
     original = PotentialLeaders.__dict__.get("_update_queue_periodically")
-    if hivemind.__version__ != PATCHED_VERSION or _source_sha256(original) != PATCHED_SOURCE_SHA256:
-        if not _declined:
-            log.info(
-                "hivemind %s: its matchmaking is not the code volunteer's rate limit was written for "
-                "(hivemind %s); left unpatched",
-                hivemind.__version__,
-                PATCHED_VERSION,
-            )
-            _declined = True
+    if not matches("matchmaking rate limit", [(original, PATCHED_SOURCE_SHA256)]):
         return False
     PotentialLeaders._update_queue_periodically = _update_queue_periodically
     return True
@@ -349,26 +326,14 @@ def apply_step_patches() -> bool:
     Returns:
         Whether the patches are in place: False for a hivemind other than the one they were written against.
     """
-    global _tracker_declined
     if is_step_patched():
         return True
-    tracker_method = ProgressTracker.__dict__.get("_parse_swarm_progress_data")
-    schedule_method = Optimizer.__dict__.get("_maybe_schedule_gradient_averaging")
-    state_method = Optimizer.__dict__.get("_maybe_schedule_state_averaging")
-    if (
-        hivemind.__version__ != PATCHED_VERSION
-        or _source_sha256(tracker_method) != TRACKER_SOURCE_SHA256
-        or _source_sha256(schedule_method) != SCHEDULE_SOURCE_SHA256
-        or _source_sha256(state_method) != STATE_SCHEDULE_SOURCE_SHA256
-    ):
-        if not _tracker_declined:
-            log.info(
-                "hivemind %s: its progress tracker or optimizer is not the code volunteer's step fixes were "
-                "written for (hivemind %s); left unpatched",
-                hivemind.__version__,
-                PATCHED_VERSION,
-            )
-            _tracker_declined = True
+    sources = [
+        (ProgressTracker.__dict__.get("_parse_swarm_progress_data"), TRACKER_SOURCE_SHA256),
+        (Optimizer.__dict__.get("_maybe_schedule_gradient_averaging"), SCHEDULE_SOURCE_SHA256),
+        (Optimizer.__dict__.get("_maybe_schedule_state_averaging"), STATE_SCHEDULE_SOURCE_SHA256),
+    ]
+    if not matches("global-step fixes (progress tracker, round scheduling)", sources):
         return False
     ProgressTracker._parse_swarm_progress_data = _parse_swarm_progress_data
     Optimizer._maybe_schedule_gradient_averaging = _maybe_schedule_gradient_averaging
@@ -390,19 +355,10 @@ def apply_group_patches() -> bool:
     Returns:
         Whether the patch is in place: False for a hivemind other than the one it was written against.
     """
-    global _group_declined
     if is_group_patched():
         return True
     original = Matchmaking.__dict__.get("rpc_join_group")
-    if hivemind.__version__ != PATCHED_VERSION or _source_sha256(original) != JOIN_GROUP_SOURCE_SHA256:
-        if not _group_declined:
-            log.info(
-                "hivemind %s: its matchmaking is not the code volunteer's group assembly was written for "
-                "(hivemind %s); left unpatched",
-                hivemind.__version__,
-                PATCHED_VERSION,
-            )
-            _group_declined = True
+    if not matches("early group assembly", [(original, JOIN_GROUP_SOURCE_SHA256)]):
         return False
     Matchmaking.rpc_join_group = _rpc_join_group
     return True

@@ -20,47 +20,19 @@ each peer over whatever connection hivemind finds.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 import threading
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
+from volunteer.swarm.source_guard import matches
+
 log = logging.getLogger(__name__)
 
-CHECKED_VERSION = "1.1.12"
 REPORTER_SOURCE_SHA256 = "affc9ed95108eacfeedc2d4be46ebbb467317faa375a0eef1e098a347a02b248"
 """The sha256 of ``inspect.getsource(ProgressTracker._progress_reporter)`` in hivemind 1.1.12."""
 CONNECT_SOURCE_SHA256 = "4a93e314e2e3640af0042ae507a65a9faa9b8b668d6d1c66351ab1b86a61e1e1"
 """The sha256 of ``inspect.getsource(p2pclient.Client.connect)`` in hivemind 1.1.12."""
-
-_declined: set[str] = set()
-
-
-def _source_sha256(function: object) -> str | None:
-    try:
-        # anything: a missing attribute is None, and getsource raises TypeError for it
-        return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()  # type: ignore[arg-type]
-    except (OSError, TypeError):
-        return None
-
-
-def _checked(what: str, function: object, sha256: str) -> bool:
-    """Whether ``function`` is hivemind 1.1.12's own; otherwise says once that ``what`` is skipped."""
-    import hivemind
-
-    if hivemind.__version__ == CHECKED_VERSION and _source_sha256(function) == sha256:
-        return True
-    if what not in _declined:
-        _declined.add(what)
-        log.info(
-            "hivemind %s is not the version volunteer's %s was written for (hivemind %s): skipped",
-            hivemind.__version__,
-            what,
-            CHECKED_VERSION,
-        )
-    return False
 
 
 def throttle_progress_reports(tracker: Any, event: threading.Event) -> bool:
@@ -72,7 +44,7 @@ def throttle_progress_reports(tracker: Any, event: threading.Event) -> bool:
     from hivemind.optim.progress_tracker import ProgressTracker
 
     reporter = ProgressTracker.__dict__.get("_progress_reporter")
-    if not _checked("progress report throttle", reporter, REPORTER_SOURCE_SHA256):
+    if not matches("progress report throttle", [(reporter, REPORTER_SOURCE_SHA256)]):
         return False
     waiting_on = tracker.should_report_progress
     tracker.should_report_progress = event
@@ -84,7 +56,7 @@ def dial(p2p: Any, peer_id: Any, maddrs: Sequence[Any]) -> Awaitable[None] | Non
     """``p2p``'s daemon dialling ``peer_id`` at ``maddrs`` (await it), or None where that reach is not checked."""
     from hivemind.p2p.p2p_daemon_bindings.p2pclient import Client
 
-    if not _checked("dial at listed addresses", Client.__dict__.get("connect"), CONNECT_SOURCE_SHA256):
+    if not matches("dial at listed addresses", [(Client.__dict__.get("connect"), CONNECT_SOURCE_SHA256)]):
         return None
     client = getattr(p2p, "_client", None)
     if not isinstance(client, Client):

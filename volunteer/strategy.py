@@ -108,7 +108,7 @@ class HivemindStrategy(Strategy):
             every global step; ``"local"`` steps on local gradients and averages parameters every
             ``average_state_every`` global steps (hivemind's ``use_local_updates``); ``"diloco"`` takes
             ``inner_steps`` steps of the module's optimizer, then an outer Nesterov SGD step on the averaged
-            parameter change (:mod:`volunteer.diloco`).
+            parameter change (:mod:`volunteer.swarm.diloco`).
         inner_steps: diloco: local steps each peer takes per outer step.
         outer_lr: diloco: the outer SGD's learning rate.
         outer_momentum: diloco: the outer SGD's Nesterov momentum.
@@ -169,7 +169,7 @@ class HivemindStrategy(Strategy):
         **optimizer_kwargs: Any,
     ) -> None:
         super().__init__()
-        from volunteer.modes import check_mode
+        from volunteer.swarm.modes import check_mode
 
         check_mode(
             mode,
@@ -617,7 +617,7 @@ class HivemindStrategy(Strategy):
         count_state_bytes()  # likewise
         apply_step_patches()
         if self.mode == "diloco":
-            from volunteer.diloco import DiLoCoOptimizer
+            from volunteer.swarm.diloco import DiLoCoOptimizer
 
             assert self._step_batch_size is not None
             kwargs = {k: v for k, v in self._optimizer_kwargs.items() if k not in _DILOCO_SETS_ITSELF}
@@ -648,7 +648,7 @@ class HivemindStrategy(Strategy):
         self._opt = opt
         self._base_average_state_every = opt.average_state_every
         if self.mode == "local":
-            from volunteer.modes import watch_state_rounds
+            from volunteer.swarm.modes import watch_state_rounds
 
             watch_state_rounds(opt, self._record_round)
         self.set_communication_interval(self._communication_interval)
@@ -1077,7 +1077,7 @@ _DILOCO_SETS_ITSELF = frozenset(
         "grad_averager_factory",
     }
 )
-"""hivemind.Optimizer arguments that :class:`volunteer.diloco.DiLoCoOptimizer` fixes itself."""
+"""hivemind.Optimizer arguments that :class:`volunteer.swarm.diloco.DiLoCoOptimizer` fixes itself."""
 
 
 def _check_positive_int(name: str, value: Any) -> None:

@@ -2,7 +2,7 @@
 
 ``sync`` averages gradients at every global step (hivemind's default); ``local`` steps on local gradients and
 averages parameters every ``average_state_every`` global steps (hivemind's ``use_local_updates``); ``diloco``
-is in :mod:`volunteer.diloco`. docs/projects.md#training-modes says when to use which.
+is in :mod:`volunteer.swarm.diloco`. docs/projects.md#training-modes says when to use which.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from volunteer.errors import VolunteerError
+from volunteer.stats import clean_text
 
 EXIT_USAGE = 2
 
@@ -55,9 +56,11 @@ def _run(argv: Sequence[str]) -> int:
 
 
 def report_error(error: VolunteerError) -> None:
-    print(f"error: {error.message}", file=sys.stderr)
+    """``error:`` and ``hint:`` lines on stderr; what a project, a peer or a path put in them cannot drive the
+    terminal (escape sequences and other control characters are dropped)."""
+    print(f"error: {clean_text(error.message, newlines=True)}", file=sys.stderr)
     if error.hint:
-        print(f"hint: {error.hint}", file=sys.stderr)
+        print(f"hint: {clean_text(error.hint, newlines=True)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

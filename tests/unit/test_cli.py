@@ -142,3 +142,13 @@ def test_each_run_option_is_one_settings_field() -> None:
     from volunteer.settings import RUN_OPTIONS, Settings
 
     assert [o.name for o in RUN_OPTIONS] == [f.name for f in dataclasses.fields(Settings)]
+
+
+def test_an_error_naming_hostile_text_cannot_drive_the_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    from volunteer.cli import report_error
+    from volunteer.errors import ConfigError
+
+    report_error(ConfigError("no project named 'x\x1b[2J\x1b]0;owned\x07'", "check the name\x1b[31m"))
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err
+    assert err.splitlines() == ["error: no project named 'x[2J]0;owned'", "hint: check the name[31m"]

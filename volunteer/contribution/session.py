@@ -381,7 +381,13 @@ class Session:
     def _on_joined(self, message: Joined, peers: tuple[str, ...]) -> None:
         self.peer_id = message.peer_id
         addresses = message.addresses
-        self._publish(peer_id=self.peer_id, join_addresses=addresses, last_error=None)
+        self._publish(
+            peer_id=self.peer_id,
+            join_addresses=addresses,
+            network_mode=message.network_mode,
+            network_mode_reason=message.network_mode_reason,
+            last_error=None,
+        )
         if self._reconnecting:
             self._reconnecting = False
             self.event("recovered", "reached the swarm again")

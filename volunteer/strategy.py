@@ -33,8 +33,8 @@ from volunteer.constants import initial_peers_from_env
 from volunteer.errors import StrategyConfigError, SwarmError
 from volunteer.protocol import SwarmProgress
 from volunteer.stats import Transfer, Wire
-from volunteer.swarm.hivemind_patches import apply_hivemind_patches, apply_step_patches
 from volunteer.swarm import reachability
+from volunteer.swarm.hivemind_patches import apply_hivemind_patches, apply_step_patches
 from volunteer.swarm.keeper import SoloGuard, SwarmKeeper, swarm_keeper_env
 from volunteer.swarm.multiaddrs import parse_listen_addresses, parse_peers
 from volunteer.transfer import TransferMeter, count_state_bytes, meter_state_loads

@@ -101,8 +101,10 @@ def test_a_volunteer_behind_nat_contributes(swarm):
     c = swarm.start("c", peers=a.address())
     wait_until(lambda: (c.status() or {}).get("state") == "training", 120, "the NATed peer training", [a, b, c])
     swarm.wait_one_swarm([a, b, c], 120)
-    modes = {v.name: ((v.status() or {}).get("network_mode"), (v.status() or {}).get("network_mode_reason"))
-             for v in (a, b, c)}
+    modes = {
+        v.name: ((v.status() or {}).get("network_mode"), (v.status() or {}).get("network_mode_reason"))
+        for v in (a, b, c)
+    }
     assert modes["c"][0] == "client mode" and "could not dial this machine" in modes["c"][1], modes
     assert modes["b"][0] == "full peer" and "could dial this machine back" in modes["b"][1], modes
     assert modes["a"] == ("full peer", "no peer to ask yet"), modes

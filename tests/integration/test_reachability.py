@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 
 import hivemind
-from hivemind.utils import get_dht_time
 import pytest
+from hivemind.utils import get_dht_time
 
 from volunteer.strategy import HivemindStrategy
 from volunteer.swarm import reachability
@@ -50,9 +50,7 @@ def test_a_peer_that_can_be_dialled_is_a_full_peer(public):
 def test_a_peer_announcing_an_address_nobody_can_dial_is_a_client(public):
     # what a peer behind NAT announces: its own LAN address and port, which no connection from outside reaches
     unreachable = f"/ip4/127.0.0.1/tcp/{_closed_port()}"
-    dht = hivemind.DHT(
-        initial_peers=_addresses(public), host_maddrs=LOCAL, announce_maddrs=[unreachable], start=True
-    )
+    dht = hivemind.DHT(initial_peers=_addresses(public), host_maddrs=LOCAL, announce_maddrs=[unreachable], start=True)
     try:
         mode = reachability.check(dht, _addresses(public))
     finally:

@@ -18,7 +18,7 @@ def pending_samples(snapshot: Snapshot) -> int:
 
 
 def network_mode_line(snapshot: Snapshot) -> Text:
-    """"full peer" or "client mode", and why (volunteer.swarm.reachability)."""
+    """ "full peer" or "client mode", and why (volunteer.swarm.reachability)."""
     style = "yellow" if snapshot.network_mode == "client mode" else "bold"
     line = Text(fmt.plain(snapshot.network_mode, 40), style=style)
     if snapshot.network_mode_reason:

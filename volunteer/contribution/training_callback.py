@@ -68,7 +68,8 @@ class Reporter(L.Callback):
         # lost and found again (volunteer.swarm.keeper): "reconnecting", "recovered", "alone" events
         strategy.swarm_event_handler = self.worker.event
         strategy.idle_handler = lambda: self._handle_commands(trainer)  # while the upload cap holds training back
-        self.worker.event("joined", f"peer {strategy.dht.peer_id} {how}; reachable at {' '.join(addresses)}")
+        where = "dials out only (client mode)" if strategy.dht.client_mode else f"reachable at {' '.join(addresses)}"
+        self.worker.event("joined", f"peer {strategy.dht.peer_id} {how}; {where}")
         if mode is not None:
             self.worker.event("network", f"{mode.label}: {mode.reason}")
         spec = self.worker.spec

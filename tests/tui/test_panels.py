@@ -275,3 +275,14 @@ async def test_bytes_on_the_wire_and_the_caps_doing_show_in_the_you_panel() -> N
         you = " ".join(widget_text(app, "#you").split())
         assert "Network up 5 Mbit/s, down 10 Mbit/s, 4.4 kB sent a sample" in you
         assert "upload cap 5 Mbit/s: averaging state every 4 global steps instead of 1" in you
+
+
+async def test_the_you_panel_says_which_network_mode_and_why() -> None:
+    reason = "peers could not dial this machine (behind NAT or a firewall): client mode, through other peers"
+    natted = snapshot().replace(network_mode="client mode", network_mode_reason=reason)
+    app = VolunteerApp(FakeSource([natted], events()), poll_interval=FAST)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await wait_for(pilot, lambda: app.snapshot is not None, "the first snapshot")
+        await pilot.pause()
+        you = " ".join(widget_text(app, "#you").split())
+        assert "Mode client mode · peers could not dial this machine (behind NAT or a firewall)" in you

@@ -150,7 +150,14 @@ async def _ask(questions: list[tuple[str, list[str]]], timeout: float, dht: Any,
             return None
         return bool(response.available)
 
-    return list(await asyncio.gather(*(one(peer, addresses) for peer, addresses in questions)))
+    # peers we are connected to first (the DHT just bootstrapped from them): a dead peer in a cached list
+    # would only cost a time-out
+    try:
+        connected = {info.peer_id.to_base58() for info in await asyncio.wait_for(node.p2p.list_peers(), timeout)}
+    except Exception:
+        connected = set()
+    chosen = sorted(questions, key=lambda q: q[0] not in connected)[:MAX_ASKED]
+    return list(await asyncio.gather(*(one(peer, addresses) for peer, addresses in chosen)))
 
 
 def serve(dht: Any) -> None:
@@ -159,7 +166,11 @@ def serve(dht: Any) -> None:
 
 
 def check(dht: Any, initial_peers: Sequence[str], timeout: float = ASK_TIMEOUT) -> NetworkMode:
-    """Ask up to :data:`MAX_ASKED` of ``initial_peers`` (multiaddresses with ``/p2p/<id>``) to dial ``dht`` back."""
+    """Ask up to :data:`MAX_ASKED` of ``initial_peers`` (multiaddresses with ``/p2p/<id>``) to dial ``dht`` back.
+
+    Those it is connected to are asked first. A peer listed under several addresses is asked once, with the
+    addresses fit for the first of them.
+    """
     mine = [str(a) for a in dht.get_visible_maddrs()]
     questions: list[tuple[str, list[str]]] = []
     own = dht.peer_id.to_base58()
@@ -168,12 +179,10 @@ def check(dht: Any, initial_peers: Sequence[str], timeout: float = ASK_TIMEOUT) 
         if not peer or peer == own or any(peer == p for p, _ in questions):
             continue
         questions.append((peer, addresses_for(address, mine)))
-        if len(questions) >= MAX_ASKED:
-            break
     if not questions:
         return decide([])
     try:
         answers = dht.run_coroutine(functools.partial(_ask, questions, timeout))
     except Exception:
-        answers = [None] * len(questions)
+        answers = [None] * min(len(questions), MAX_ASKED)
     return decide(answers)

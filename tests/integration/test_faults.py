@@ -109,6 +109,7 @@ def test_a_volunteer_behind_nat_contributes(swarm):
     assert modes["b"][0] == "full peer" and "could dial this machine back" in modes["b"][1], modes
     assert modes["a"] == ("full peer", "no peer to ask yet"), modes
     assert any(e.get("kind") == "network" and "client mode" in e.get("message", "") for e in c.events())
+    assert "is in client mode: peers could not dial this machine" in c.output()  # no join instructions
 
 
 HOLD = 8.0

@@ -106,3 +106,21 @@ def test_a_forced_mode_is_not_checked(public):
     finally:
         assert strategy.dht is not None
         strategy.dht.shutdown()
+
+
+def test_dead_peers_listed_first_do_not_hide_a_live_one(public, tmp_path):
+    # a cached peer list goes stale: the peers the DHT is connected to are asked first
+    from hivemind.p2p import P2P, PeerID
+
+    dead = []
+    for i in range(reachability.MAX_ASKED):
+        key = tmp_path / f"dead{i}.key"
+        P2P.generate_identity(str(key))
+        dead.append(f"/ip4/127.0.0.1/tcp/{_closed_port()}/p2p/{PeerID.from_identity(key.read_bytes()).to_base58()}")
+    peers = [*dead, *_addresses(public)]
+    dht = hivemind.DHT(initial_peers=peers, host_maddrs=LOCAL, start=True)
+    try:
+        mode = reachability.check(dht, peers)
+    finally:
+        dht.shutdown()
+    assert mode == reachability.NetworkMode(False, "peers could dial this machine back (1 of 1 asked)")

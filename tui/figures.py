@@ -73,6 +73,11 @@ SECTIONS: tuple[Section, ...] = (
                 "What this peer trains on: the GPU name with memory used/total and utilisation, or CPU.",
             ),
             Figure(
+                "Mode",
+                "full peer (others can dial this machine) or client mode (it only dials out: behind NAT or a "
+                "firewall, or --client-mode), and why; peers were asked to dial it back when it joined.",
+            ),
+            Figure(
                 "Network",
                 "Bytes on the wire: upload and download rates over the last 10 s and bytes sent per sample computed; "
                 "in yellow, what the upload cap (--max-upload, --monthly-data) is doing.",

@@ -124,6 +124,7 @@ class SnapshotCollector:
                 "revision": s.project.revision,
                 "run_id": s.project.run_id,
                 "device": s.device.name,
+                "network_mode": s.network_mode,
             },
         )
         yield info

@@ -64,6 +64,9 @@ class Joined:
     addresses: tuple[str, ...]
     initial_peers: int = 0
     """How many listed peers it bootstrapped from (the host says; the client's worker leaves it 0)."""
+    network_mode: str = ""
+    """"full peer" or "client mode" (``volunteer.swarm.reachability``); empty where nobody says."""
+    network_mode_reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -188,7 +188,8 @@ RUN_OPTIONS: tuple[Option, ...] = (
     Option(
         "client_mode",
         "--client-mode",
-        "outgoing connections only (behind NAT without port forwarding)",
+        "outgoing connections only (behind NAT without port forwarding); by default the client asks peers to "
+        "dial it back and uses client mode if none can; --no-client-mode: always a full peer",
         boolean=True,
     ),
     Option(
@@ -242,7 +243,8 @@ class Settings:
     trust: bool = False
     host_maddrs: str | None = None
     announce_maddrs: str | None = None
-    client_mode: bool = False
+    client_mode: bool | None = None
+    """None: decide with a reachability check (volunteer.swarm.reachability)."""
     use_relay: bool = True
     max_upload: float | None = None
     """Bytes per second."""

@@ -235,6 +235,10 @@ class Snapshot:
     last_error: ErrorInfo | None = None
     join_addresses: tuple[str, ...] = ()
     """Addresses other peers can use to join through this one."""
+    network_mode: str = ""
+    """"full peer" or "client mode" (dials out only: behind NAT, or asked for), once joined."""
+    network_mode_reason: str = ""
+    """Why: the reachability check's outcome, or the flag that chose it."""
     transfer: Transfer | None = None
     """A download under way (project files, model state), for a progress bar; None otherwise."""
     wire: Wire | None = None

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from volunteer.errors import VolunteerError
 from volunteer.settings import ArgumentParser
-from volunteer.stats import UNHEALTHY_STATES, Snapshot, json_safe
+from volunteer.stats import UNHEALTHY_STATES, Snapshot, clean_text, json_safe
 from volunteer.status_client import DEFAULT_URL, StatusClient, normalize_url
 
 EXIT_UNHEALTHY = 1
@@ -33,6 +33,9 @@ def report(s: Snapshot, now: float | None = None) -> str:
         project += f" ({s.project.repo}{'@' + s.project.revision[:7] if s.project.revision else ''})"
     rows.append(("project", f"{project}, run {s.project.run_id or '-'}"))
     rows.append(("peer", f"{s.nickname or '-'} ({s.peer_id or 'not joined yet'})"))
+    if s.network_mode:
+        reason = f": {s.network_mode_reason}" if s.network_mode_reason else ""
+        rows.append(("network", clean_text(f"{s.network_mode}{reason}", 300)))
     if s.target_batch_size:
         eta = "" if s.eta_next_step is None else f", next step in {_number(s.eta_next_step)} s"
         rows.append(("progress", f"{_number(s.samples_accumulated)}/{_number(s.target_batch_size)} samples{eta}"))

@@ -33,6 +33,7 @@ from volunteer.constants import initial_peers_from_env
 from volunteer.errors import StrategyConfigError, SwarmError
 from volunteer.protocol import SwarmProgress
 from volunteer.stats import Transfer, Wire
+from volunteer.swarm import reachability
 from volunteer.swarm.hivemind_patches import apply_group_patches, apply_hivemind_patches, apply_step_patches
 from volunteer.swarm.keeper import SoloGuard, SwarmKeeper, swarm_keeper_env
 from volunteer.swarm.multiaddrs import parse_listen_addresses, parse_peers
@@ -61,7 +62,9 @@ class HivemindStrategy(Strategy):
         use_ipfs: Use the public IPFS DHT to find peers.
         use_relay: Allow connections through relays (needed to reach peers behind NAT).
         use_auto_relay: Look for a relay and advertise through it when this peer is behind NAT.
-        client_mode: Make outgoing connections only: for peers that cannot accept connections.
+        client_mode: Make outgoing connections only: for peers that cannot accept connections. ``None`` (the
+            default): ask the initial peers to dial this one back, and use client mode if none could
+            (``volunteer.swarm.reachability``); ``strategy.network_mode`` says which, and why.
         identity_path: File holding this peer's private key. Created on first use, so the peer id (and the
             address other peers use) stays the same across restarts.
         wait_timeout: Seconds the DHT waits for a reply from a peer.
@@ -133,7 +136,7 @@ class HivemindStrategy(Strategy):
         use_ipfs: bool = False,
         use_relay: bool = True,
         use_auto_relay: bool = False,
-        client_mode: bool = False,
+        client_mode: bool | None = None,
         identity_path: str | os.PathLike | None = None,
         wait_timeout: float = 3.0,
         bootstrap_timeout: float | None = None,
@@ -234,6 +237,8 @@ class HivemindStrategy(Strategy):
         self.run_id = run_id
         self.batch_size = batch_size
         self.client_mode = client_mode
+        self.network_mode: reachability.NetworkMode | None = None
+        """Full peer or client mode, and why; known once the DHT is up."""
         self.identity_path = os.fspath(identity_path) if identity_path is not None else None
         self.print_join_message = print_join_message
         if progress_report_interval is None:
@@ -245,7 +250,6 @@ class HivemindStrategy(Strategy):
             use_ipfs=use_ipfs,
             use_relay=use_relay,
             use_auto_relay=use_auto_relay,
-            client_mode=client_mode,
             wait_timeout=wait_timeout,
             ensure_bootstrap_success=ensure_bootstrap_success,
             **(dht_opts or {}),
@@ -567,24 +571,40 @@ class HivemindStrategy(Strategy):
             if self.identity_path is not None:
                 directory = os.path.dirname(os.path.abspath(self.identity_path))
                 os.makedirs(directory, exist_ok=True)
-            try:
-                self._dht = hivemind.DHT(
-                    initial_peers=self.initial_peers,
-                    host_maddrs=self.host_maddrs,
-                    announce_maddrs=self.announce_maddrs,
-                    identity_path=self.identity_path,
-                    start=True,
-                    **self._dht_kwargs,
-                )
-            except Exception as e:
-                reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-                raise SwarmError(
-                    f"could not start the hivemind DHT: {reason}",
-                    "check that the initial peers are reachable and their addresses current, or start "
-                    "without initial peers to begin a new swarm",
-                ) from e
+            forced = self.client_mode
+            self._dht = self._new_dht(bool(forced))
+            if forced is None:  # nobody chose: ask peers to dial us back (volunteer.swarm.reachability)
+                mode = reachability.check(self._dht, self.initial_peers)
+                if mode.client_mode:
+                    self._dht.shutdown()
+                    self._dht = self._new_dht(True)
+            else:
+                mode = reachability.FORCED_CLIENT if forced else reachability.FORCED_FULL
+            self.network_mode = mode
+            if not self._dht.client_mode:
+                reachability.serve(self._dht)  # so that later peers can ask this one
+        elif self.network_mode is None:
+            self.network_mode = reachability.NetworkMode(self._dht.client_mode, "the DHT passed in decides")
         if self.print_join_message:
             print(self.join_message(), file=sys.stderr, flush=True)
+
+    def _new_dht(self, client_mode: bool) -> hivemind.DHT:
+        try:
+            return hivemind.DHT(
+                initial_peers=self.initial_peers,
+                host_maddrs=self.host_maddrs,
+                announce_maddrs=self.announce_maddrs,
+                identity_path=self.identity_path,
+                start=True,
+                **{**self._dht_kwargs, "client_mode": client_mode},
+            )
+        except Exception as e:
+            reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise SwarmError(
+                f"could not start the hivemind DHT: {reason}",
+                "check that the initial peers are reachable and their addresses current, or start "
+                "without initial peers to begin a new swarm",
+            ) from e
 
     # -- training ------------------------------------------------------------------------------------------
 

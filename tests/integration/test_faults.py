@@ -97,9 +97,19 @@ def test_a_volunteer_behind_nat_contributes(swarm):
     home = swarm.net.add_nat_host("c")
     port = int(a.address().split("/tcp/")[1].split("/")[0])
     assert home.can_reach(a.host, port), "the NATed host reaches the public peers"
+    # no --client-mode: it asks the public peers to dial it back, none can, so it chooses client mode itself
     c = swarm.start("c", peers=a.address())
     wait_until(lambda: (c.status() or {}).get("state") == "training", 120, "the NATed peer training", [a, b, c])
     swarm.wait_one_swarm([a, b, c], 120)
+    modes = {
+        v.name: ((v.status() or {}).get("network_mode"), (v.status() or {}).get("network_mode_reason"))
+        for v in (a, b, c)
+    }
+    assert modes["c"][0] == "client mode" and "could not dial this machine" in modes["c"][1], modes
+    assert modes["b"][0] == "full peer" and "could dial this machine back" in modes["b"][1], modes
+    assert modes["a"] == ("full peer", "no peer to ask yet"), modes
+    assert any(e.get("kind") == "network" and "client mode" in e.get("message", "") for e in c.events())
+    assert "is in client mode: peers could not dial this machine" in c.output()  # no join instructions
 
 
 HOLD = 8.0

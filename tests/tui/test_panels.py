@@ -291,3 +291,14 @@ async def test_the_credited_count_says_what_the_samples_reached_in_each_training
         you = widget_text(app, "#you")
         assert label in you
         assert "local only 6,000" in you
+
+
+async def test_the_you_panel_says_which_network_mode_and_why() -> None:
+    reason = "peers could not dial this machine (behind NAT or a firewall): client mode, through other peers"
+    natted = snapshot().replace(network_mode="client mode", network_mode_reason=reason)
+    app = VolunteerApp(FakeSource([natted], events()), poll_interval=FAST)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await wait_for(pilot, lambda: app.snapshot is not None, "the first snapshot")
+        await pilot.pause()
+        you = " ".join(widget_text(app, "#you").split())
+        assert "Mode client mode · peers could not dial this machine (behind NAT or a firewall)" in you

@@ -31,6 +31,7 @@ def url():
         total_steps=10,
         session_steps=4,
         wire=Wire(1000, 2000, 10.0, 20.0, 5.0),
+        network_mode="client mode",
     )
     server = StatusServer(source, "127.0.0.1", 0).start()
     yield server.url
@@ -56,6 +57,7 @@ def test_counters_are_counters_and_gauges_gauges(url):
     # Prometheus text has no info type: an info metric is a gauge of 1 named *_info, its labels the data
     info = families["volunteer_info"].samples[0]
     assert info.value == 1.0 and info.labels["nickname"] == "ada" and info.labels["run_id"] == "run"
+    assert info.labels["network_mode"] == "client mode"
     assert {"process_cpu_seconds", "process_resident_memory_bytes"} <= set(families)
     assert "volunteer_swarm_samples_total 512.0" in text
     assert "volunteer_session_steps_total 4.0" in text

@@ -29,6 +29,14 @@ def test_human_report_of_a_live_session(served, capsys):
     assert "credited 512, local-only 128 of 640 computed (all time)" in out
     assert "100/256 samples" in out
     assert "ada (12D3KooWpeer)" in out
+    assert "network" not in out  # not joined yet: nothing to say
+
+
+def test_the_report_says_which_network_mode_and_why(served, capsys):
+    source, url = served
+    source.snapshot = source.snapshot.replace(network_mode="full peer", network_mode_reason="no peer to ask yet")
+    assert main(["status", url]) == 0
+    assert "network   full peer: no peer to ask yet\n" in capsys.readouterr().out
 
 
 def test_json_is_the_whole_snapshot_and_strict(served, capsys):

@@ -17,6 +17,15 @@ def pending_samples(snapshot: Snapshot) -> int:
     return max(0, snapshot.total_samples - snapshot.swarm_samples - snapshot.local_only_samples)
 
 
+def network_mode_line(snapshot: Snapshot) -> Text:
+    """ "full peer" or "client mode", and why (volunteer.swarm.reachability)."""
+    style = "yellow" if snapshot.network_mode == "client mode" else "bold"
+    line = Text(fmt.plain(snapshot.network_mode, 40), style=style)
+    if snapshot.network_mode_reason:
+        line.append(f" · {fmt.plain(snapshot.network_mode_reason, 200)}", style="dim")
+    return line
+
+
 class YouPanel(Widget):
     """Samples and steps this session and all time, split by credit, with speed, uptime and device."""
 
@@ -53,6 +62,8 @@ class YouPanel(Widget):
             uptime.append(f" · {snapshot.reconnects} reconnect{plural}", style="yellow")
         rest.add_row("Uptime", uptime)
         rest.add_row("Device", Text(fmt.device_line(snapshot.device)))
+        if snapshot.network_mode:
+            rest.add_row("Mode", network_mode_line(snapshot))
         if snapshot.wire is not None:
             network = Text(snapshot.wire.describe())
             if snapshot.wire.cap:

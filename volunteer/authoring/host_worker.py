@@ -166,6 +166,9 @@ class _HostWorker:
                 f"could not start the host's hivemind DHT: {type(e).__name__}: {str(e).splitlines()[0][:300]}",
                 "check --host-maddrs (is the port free, or is another host using this --data-dir?) and the network",
             ) from e
+        from volunteer.swarm import reachability
+
+        reachability.serve(self.dht)  # volunteers joining through the host ask it whether they can be dialled
         addresses = [str(a) for a in self.dht.get_visible_maddrs()]
         self.emit(Joined(str(self.dht.peer_id), tuple(addresses), initial_peers=len(initial)))
         self.up = True

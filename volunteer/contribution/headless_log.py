@@ -92,6 +92,7 @@ class HeadlessLog:
                 "time": snapshot.time,
                 "state": snapshot.state.value,
                 "peer_id": snapshot.peer_id,
+                "network_mode": snapshot.network_mode,
                 "peers": snapshot.num_peers,
                 "global_epoch": snapshot.global_epoch,
                 "local_epoch": snapshot.local_epoch,

@@ -381,7 +381,13 @@ class Session:
     def _on_joined(self, message: Joined, peers: tuple[str, ...]) -> None:
         self.peer_id = message.peer_id
         addresses = message.addresses
-        self._publish(peer_id=self.peer_id, join_addresses=addresses, last_error=None)
+        self._publish(
+            peer_id=self.peer_id,
+            join_addresses=addresses,
+            network_mode=message.network_mode,
+            network_mode_reason=message.network_mode_reason,
+            last_error=None,
+        )
         if self._reconnecting:
             self._reconnecting = False
             self.event("recovered", "reached the swarm again")
@@ -390,7 +396,12 @@ class Session:
 
             with contextlib.suppress(VolunteerError, OSError):
                 remember_working_peers(self.data_dir, self.prepared.project.manifest.run_id, peers)
-        if self.out is not None:
+        if self.out is not None and message.network_mode == "client mode":
+            self.out.text(
+                f"This peer ({self.peer_id}) is in client mode: {message.network_mode_reason}. Others "
+                "cannot join through it; they join through the peers it joined."
+            )
+        elif self.out is not None:
             self.out.text(self.join_instructions(addresses))
 
     def join_instructions(self, addresses: tuple[str, ...]) -> str:

@@ -56,11 +56,22 @@ class Reporter(L.Callback):
         addresses = strategy.visible_maddrs()
         peers = len(strategy.initial_peers)
         how = f"joined through {peers} initial peer(s)" if peers else "started a new swarm"
-        self.worker.emit(Joined(str(strategy.dht.peer_id), tuple(addresses)))
+        mode = strategy.network_mode
+        self.worker.emit(
+            Joined(
+                str(strategy.dht.peer_id),
+                tuple(addresses),
+                network_mode=mode.label if mode else "",
+                network_mode_reason=mode.reason if mode else "",
+            )
+        )
         # lost and found again (volunteer.swarm.keeper): "reconnecting", "recovered", "alone" events
         strategy.swarm_event_handler = self.worker.event
         strategy.idle_handler = lambda: self._handle_commands(trainer)  # while the upload cap holds training back
-        self.worker.event("joined", f"peer {strategy.dht.peer_id} {how}; reachable at {' '.join(addresses)}")
+        where = "dials out only (client mode)" if strategy.dht.client_mode else f"reachable at {' '.join(addresses)}"
+        self.worker.event("joined", f"peer {strategy.dht.peer_id} {how}; {where}")
+        if mode is not None:
+            self.worker.event("network", f"{mode.label}: {mode.reason}")
         spec = self.worker.spec
         self._leaderboard = LeaderboardPublisher(
             strategy.dht,

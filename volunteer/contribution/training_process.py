@@ -42,7 +42,8 @@ class WorkerSpec:
     max_steps: int | None = None
     host_maddrs: str | None = None
     announce_maddrs: str | None = None
-    client_mode: bool = False
+    client_mode: bool | None = None
+    """None: decide with a reachability check."""
     use_relay: bool = True
     max_upload: float | None = None
     """Bytes per second (``--max-upload``)."""

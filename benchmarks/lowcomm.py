@@ -17,6 +17,12 @@ gradients, rank 4), ``local`` (local updates, parameters averaged every few glob
 
     python -m benchmarks.lowcomm            # the full table, both tasks, five modes (about 35 minutes, as root)
     python -m benchmarks.lowcomm --quick    # demo, sync and diloco, half the samples (about 5 minutes)
+    python -m benchmarks.lowcomm --tasks charlm --modes sync,diloco --link 10mbit   # on home-uplink links
+
+``--link RATE`` gives every host a slow link with ``tc tbf``: its uplink (``eth0``'s egress, through
+``Network.limit_bandwidth``) and its downlink (the egress of its port on the bridge) both at ``RATE``. *Wall*
+is the seconds from the first batch to the last, the slowest of the three volunteers; *samples/s* the swarm's
+samples over that time.
 """
 
 from __future__ import annotations
@@ -210,6 +216,7 @@ def run_peer(args: argparse.Namespace) -> None:
             self.points: list[dict[str, float]] = []
             self.start_bytes = 0
             self.start_time = 0.0
+            self.last_batch_time = 0.0
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
             (out / f"{args.name}.addr").write_text(" ".join(trainer.strategy.visible_maddrs()))
@@ -221,6 +228,7 @@ def run_peer(args: argparse.Namespace) -> None:
             self.start_bytes, self.start_time = tx_bytes(), time.monotonic()
 
         def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            self.last_batch_time = time.monotonic()
             step = trainer.global_step
             if step in checkpoints and len(self.points) < len(checkpoints):
                 self.points.append(
@@ -252,7 +260,7 @@ def run_peer(args: argparse.Namespace) -> None:
     trainer.fit(model, loader)
     result = dict(
         points=recorder.points,
-        wall=time.monotonic() - recorder.start_time,
+        wall=recorder.last_batch_time - recorder.start_time,
         samples=strategy.samples_contributed,
         swarm=strategy.swarm_samples,
         local_only=strategy.local_only_samples,
@@ -263,7 +271,7 @@ def run_peer(args: argparse.Namespace) -> None:
 # -- one swarm, and the table -------------------------------------------------------------------------------
 
 
-def run_swarm(net: Any, task: str, mode: str, quick: bool, timeout: float) -> dict[str, Any]:
+def run_swarm(net: Any, task: str, mode: str, quick: bool, timeout: float, link: str | None = None) -> dict[str, Any]:
     from tests.support.netns import kill_tree
 
     hosts = [net.hosts[name] for name in PEERS]
@@ -307,14 +315,15 @@ def run_swarm(net: Any, task: str, mode: str, quick: bool, timeout: float) -> di
         finally:
             for proc in procs:
                 kill_tree(proc.pid)
-    return summarize(task, mode, results)
+    return summarize(task, mode, results, link)
 
 
-def summarize(task: str, mode: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(task: str, mode: str, results: list[dict[str, Any]], link: str | None = None) -> dict[str, Any]:
     points = len(results[0]["points"])
     loss = [sum(r["points"][i]["loss"] for r in results) / len(results) for i in range(points)]
     sent = [sum(r["points"][i]["bytes"] for r in results) for i in range(points)]
     samples = sum(r["samples"] for r in results)
+    wall = max(r["wall"] for r in results)
     return dict(
         task=task,
         mode=mode,
@@ -323,15 +332,20 @@ def summarize(task: str, mode: str, results: list[dict[str, Any]]) -> dict[str, 
         bytes_per_sample=sent[-1] / samples,
         samples=samples,
         credited=sum(r["swarm"] for r in results) / samples,
-        wall=max(r["wall"] for r in results),
+        wall=wall,
+        samples_per_s=samples / wall,
+        link=link or "unshaped",
     )
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
+    shaped = any(row.get("link", "unshaped") != "unshaped" for row in rows)
     print()
+    if shaped:
+        print(f"Links: {', '.join(sorted({row['link'] for row in rows}))} (tc tbf, uplink and downlink of every host)")
     print("| task | mode | loss at 25/50/75/100 % of samples | vs sync | MB sent at 25/50/75/100 % | bytes/sample | "
-          "less than sync | credited | wall s |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "less than sync | credited | wall s |" + (" samples/s | wall vs sync |" if shaped else ""))  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if shaped else ""))
     for row in rows:
         sync = next((r for r in rows if r["task"] == row["task"] and r["mode"] == "sync"), None)
         versus = f"{(row['loss'][-1] / sync['loss'][-1] - 1) * 100:+.1f} %" if sync else "-"
@@ -340,7 +354,22 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"| {row['task']} | {row['mode']} | {' / '.join(f'{x:.3f}' for x in row['loss'])} | {versus} | "
             f"{' / '.join(f'{x:.2f}' for x in row['megabytes'])} | {row['bytes_per_sample']:,.1f} | {less} | "
             f"{row['credited'] * 100:.0f} % | {row['wall']:.0f} |"
+            + (f" {row['samples_per_s']:,.0f} | {row['wall'] / sync['wall']:.2f}x |" if shaped and sync else "")
+            + (f" {row['samples_per_s']:,.0f} | - |" if shaped and not sync else "")
         )
+
+
+def shape_links(net: Any, rate: str) -> bool:
+    """Every host's uplink (``eth0``'s egress) and downlink (its bridge port's egress) at ``rate``, by ``tc tbf``."""
+    for host in net.hosts.values():
+        if not net.limit_bandwidth(host, rate):
+            return False
+        down = ["tc", "qdisc", "replace", "dev", host.bridge_port, "root", "tbf", "rate", rate]
+        down += ["burst", "32kbit", "latency", "50ms"]
+        result = subprocess.run(["ip", "netns", "exec", net.bridge_ns, *down], capture_output=True, timeout=30)
+        if result.returncode != 0:
+            return False
+    return True
 
 
 def main() -> None:
@@ -350,6 +379,9 @@ def main() -> None:
     parser.add_argument("--modes", default=None, help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds one swarm may train")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    parser.add_argument(
+        "--link", metavar="RATE", help="shape every host's uplink and downlink to RATE (tc tbf), e.g. 10mbit"
+    )
     parser.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
     for name in ("--name", "--task", "--mode", "--out", "--address", "--initial-peers"):
         parser.add_argument(name, help=argparse.SUPPRESS)
@@ -371,15 +403,20 @@ def main() -> None:
     with Network(prefix="lowcomm") as net:
         for name in PEERS:
             net.add_host(name)
+        if args.link and not shape_links(net, args.link):
+            print(f"error: could not shape the links to {args.link!r} with tc tbf", file=sys.stderr)
+            hint = "hint: give a tc rate such as 10mbit or 50mbit; the kernel needs sch_tbf and iproute2's 'tc'"
+            print(hint, file=sys.stderr)
+            sys.exit(2)
         for task in tasks:
             for mode in modes:
                 started = time.monotonic()
-                row = run_swarm(net, task, mode, args.quick, args.timeout)
+                row = run_swarm(net, task, mode, args.quick, args.timeout, args.link)
                 rows.append(row)
                 if args.json:  # after every swarm: a long run interrupted keeps what it measured
                     args.json.write_text(json.dumps(rows, indent=1))
-                print(f"  {task}/{mode}: loss {row['loss'][-1]:.3f}, {row['bytes_per_sample']:,.1f} bytes/sample "
-                      f"({time.monotonic() - started:.0f} s)", flush=True)  # fmt: skip
+                print(f"  {task}/{mode}: loss {row['loss'][-1]:.3f}, {row['bytes_per_sample']:,.1f} bytes/sample, "
+                      f"wall {row['wall']:.0f} s ({time.monotonic() - started:.0f} s)", flush=True)  # fmt: skip
     print_table(rows)
 
 

@@ -74,3 +74,17 @@ def test_dial_back_opens_a_new_connection_or_says_no() -> None:
         assert not asyncio.run(r.dial_back(["/ip4/127.0.0.1/udp/5/quic"]))
     finally:
         listener.close()
+
+
+def test_an_asked_peer_dials_only_the_ip_the_asker_is_seen_from() -> None:
+    import ipaddress
+
+    asked = [
+        "/ip4/203.0.113.9/tcp/5000",
+        "/ip4/127.0.0.1/tcp/22",  # the answering machine's own services
+        "/ip4/10.0.0.1/tcp/80",  # somebody else's machine
+        "/ip4/203.0.113.9/udp/5000/quic",
+    ]
+    seen = {ipaddress.ip_address("203.0.113.9")}
+    assert r.only_at(asked, seen) == ["/ip4/203.0.113.9/tcp/5000"]
+    assert r.only_at(asked, set()) == []  # not connected (any more): nothing is dialled

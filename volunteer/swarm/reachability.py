@@ -14,8 +14,10 @@ opened (or a relay). So when the volunteer did not choose, the client asks:
 
 Every full peer serves the handler (:func:`serve`), so that later peers can ask it. The dial-back is a plain
 TCP connect, not a libp2p handshake: it answers "does a connection to that address get through", which is the
-NAT question, without starting a second ``p2pd``. To limit what a peer can make others dial, an asked peer
-dials at most :data:`MAX_ADDRESSES` TCP addresses per question, each with a short time-out.
+NAT question, without starting a second ``p2pd``. So that nobody can use the question to make a volunteer dial
+other machines (or its own loopback services), an asked peer dials only addresses at the IP its connection
+from the asker comes from, at most :data:`MAX_ADDRESSES` per question, each with a short time-out: behind NAT
+that IP is the router's, the announced addresses are private ones, nothing is dialled and the answer is no.
 """
 
 from __future__ import annotations
@@ -102,6 +104,37 @@ def addresses_for(asked: str, mine: Sequence[str]) -> list[str]:
     return [a for a in mine if tcp_endpoint(a) is not None and (local or not _is_loopback(a))][:MAX_ADDRESSES]
 
 
+def only_at(addresses: Sequence[str], hosts: set[Any]) -> list[str]:
+    """The direct TCP addresses among ``addresses`` whose IP is one of ``hosts`` (``ipaddress`` objects)."""
+    kept = []
+    for address in addresses:
+        endpoint = tcp_endpoint(address)
+        if endpoint is not None and ipaddress.ip_address(endpoint[0]) in hosts:
+            kept.append(address)
+    return kept
+
+
+async def _seen_at(node: Any, peer_id: Any) -> set[Any]:
+    """The IPs this node's connections to ``peer_id`` come from (the daemon lists each connection's remote
+    address, as observed, not what the peer announces)."""
+    try:
+        infos = await asyncio.wait_for(node.p2p.list_peers(), DIAL_TIMEOUT)
+    except Exception:
+        return set()
+    hosts = set()
+    for info in infos:
+        if info.peer_id != peer_id:
+            continue
+        for address in info.addrs:
+            parts = str(address).split("/")
+            if len(parts) > 2 and parts[1] in ("ip4", "ip6"):
+                try:
+                    hosts.add(ipaddress.ip_address(parts[2]))
+                except ValueError:
+                    continue
+    return hosts
+
+
 async def dial_back(addresses: Sequence[str], timeout: float = DIAL_TIMEOUT) -> bool:
     """Whether a new TCP connection to any of ``addresses`` succeeds within ``timeout``."""
     endpoints = [e for e in (tcp_endpoint(a) for a in addresses[:MAX_ADDRESSES]) if e is not None]
@@ -129,8 +162,9 @@ async def _serve(dht: Any, node: Any) -> None:
     from hivemind.proto import dht_pb2, p2pd_pb2
 
     async def handler(request: Any, context: Any) -> Any:
-        addresses = [bytes(a).decode("utf-8", "replace") for a in request.addrs]
-        return dht_pb2.PingResponse(available=await dial_back(addresses))
+        addresses = [bytes(a).decode("utf-8", "replace") for a in request.addrs[:MAX_ADDRESSES]]
+        seen = await _seen_at(node, context.remote_id)
+        return dht_pb2.PingResponse(available=await dial_back(only_at(addresses, seen)))
 
     await node.p2p.add_protobuf_handler(HANDLER, handler, p2pd_pb2.PeerInfo)
 

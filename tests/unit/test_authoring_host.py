@@ -403,3 +403,14 @@ def test_checkpoints_are_uploaded_to_their_own_repository(hub: HubServer, tmp_pa
     assert repo.messages[repo.refs["main"]] == "checkpoint of run spirals-v1 at global step 7"
     assert events[0].startswith("[warning] could not upload") and "gone.pt" in events[0]
     assert events[1] == f"[checkpoint] uploaded global step 7 to lab/spirals-ckpt at commit {repo.refs['main']}"
+
+
+def test_a_project_training_in_another_mode_than_sync_gets_no_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "spirals"
+    create_project(project)
+    manifest = project / "volunteer.toml"
+    manifest.write_text(manifest.read_text() + '\n[training]\nmode = "diloco"\n')
+    code = main(["host", "--project", "./spirals", "--data-dir", str(tmp_path / "host")])
+    assert_user_error(capsys, code, "this project's training mode is 'diloco'", "without a host")

@@ -94,6 +94,14 @@ class Host:
         project = self.prepared.project
         for warning in self.prepared.warnings:
             self.event("warning", warning)
+        mode = project.manifest.training.mode
+        if mode != "sync":
+            raise ConfigError(
+                f"volunteer host runs an auxiliary peer for synchronous training; this project's training mode "
+                f"is {mode!r}",
+                "run the volunteers without a host (the first volunteer starts the swarm; list long-lived "
+                'volunteers\' addresses in the peers file), or use mode = "sync"',
+            )
         self.data_dir.check_identity()
         keeper = self._make_keeper()
         self.event(

@@ -176,6 +176,17 @@ class _HostWorker:
         logging.getLogger("hivemind").addHandler(self.counter)
         kwargs = dict(manifest.strategy_kwargs())
         kwargs.pop("reuse_grad_buffers", None)  # an auxiliary peer accumulates no gradients
+        # the training mode's arguments are the strategy's (the supervisor refused any mode but sync); PowerSGD
+        # rounds need the same averager on every peer that joins them
+        for key in ("mode", "inner_steps", "outer_lr", "outer_momentum"):
+            kwargs.pop(key, None)
+        rank = kwargs.pop("powersgd_rank", None)
+        if rank is not None:
+            from functools import partial
+
+            from hivemind.optim.power_sgd_averager import PowerSGDGradientAverager
+
+            kwargs["grad_averager_factory"] = partial(PowerSGDGradientAverager, averager_rank=rank)
         apply_hivemind_patches()  # before hivemind forks its averagers, which inherit it
         apply_group_patches()  # likewise: as a leader, assemble once the training peers it expects joined
         self.opt = hivemind.Optimizer(

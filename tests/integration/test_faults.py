@@ -101,10 +101,14 @@ def test_a_volunteer_behind_nat_contributes(swarm):
     c = swarm.start("c", peers=a.address())
     wait_until(lambda: (c.status() or {}).get("state") == "training", 120, "the NATed peer training", [a, b, c])
     swarm.wait_one_swarm([a, b, c], 120)
-    modes = {
-        v.name: ((v.status() or {}).get("network_mode"), (v.status() or {}).get("network_mode_reason"))
-        for v in (a, b, c)
-    }
+
+    # one status read per peer, retried: a status request can time out on a loaded machine
+    def every_status():
+        statuses = swarm.statuses([a, b, c])
+        return statuses if all(statuses.values()) else None
+
+    statuses = wait_until(every_status, 30, "every peer's status", [a, b, c])
+    modes = {name: (s.get("network_mode"), s.get("network_mode_reason")) for name, s in statuses.items()}
     assert modes["c"][0] == "client mode" and "could not dial this machine" in modes["c"][1], modes
     assert modes["b"][0] == "full peer" and "could dial this machine back" in modes["b"][1], modes
     assert modes["a"] == ("full peer", "no peer to ask yet"), modes

@@ -118,13 +118,14 @@ def test_a_volunteer_behind_nat_contributes(swarm):
 
 HOLD = 8.0
 """isolation_hold for the long partition (VOLUNTEER_ISOLATION_HOLD): a cut-off peer trains alone after this."""
-LONG_PARTITION = 180.0
+LONG_PARTITION = 300.0
 """At most this long a cut: until the cut-off peer's epoch is well past the swarm's. Alone, it first tries to
 average at every step (hivemind still counts the others until their progress records expire, about a minute),
-then steps at its own pace."""
+then steps at its own pace; the two peers left, whose rounds assemble as soon as both joined, keep stepping
+too, so it can take a few minutes on a loaded machine (in one CI run it was still behind after 180 s)."""
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_standalone_bootstrap_dies_then_a_long_partition(swarm):
     # peers that met only through a standalone bootstrap DHT (hivemind's examples, hivemind-dht) lose it
     boot, address = swarm.start_bootstrap_dht()

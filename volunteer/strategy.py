@@ -286,13 +286,9 @@ class HivemindStrategy(Strategy):
         if mode == "local":
             self._optimizer_kwargs["use_local_updates"] = True
         if powersgd_rank is not None:
-            from functools import partial
+            from volunteer.swarm.modes import powersgd_averager
 
-            from hivemind.optim.power_sgd_averager import PowerSGDGradientAverager
-
-            self._optimizer_kwargs["grad_averager_factory"] = partial(
-                PowerSGDGradientAverager, averager_rank=powersgd_rank
-            )
+            self._optimizer_kwargs["grad_averager_factory"] = powersgd_averager(powersgd_rank)
 
         # filled in by Lightning's accelerator connector
         self.parallel_devices: list[torch.device] | None = None

@@ -178,15 +178,13 @@ class _HostWorker:
         kwargs.pop("reuse_grad_buffers", None)  # an auxiliary peer accumulates no gradients
         # the training mode's arguments are the strategy's (the supervisor refused any mode but sync); PowerSGD
         # rounds need the same averager on every peer that joins them
-        for key in ("mode", "inner_steps", "outer_lr", "outer_momentum"):
-            kwargs.pop(key, None)
-        rank = kwargs.pop("powersgd_rank", None)
-        if rank is not None:
-            from functools import partial
+        mode_kwargs = manifest.mode_kwargs()
+        for key in mode_kwargs:
+            kwargs.pop(key)
+        if "powersgd_rank" in mode_kwargs:
+            from volunteer.swarm.modes import powersgd_averager
 
-            from hivemind.optim.power_sgd_averager import PowerSGDGradientAverager
-
-            kwargs["grad_averager_factory"] = partial(PowerSGDGradientAverager, averager_rank=rank)
+            kwargs["grad_averager_factory"] = powersgd_averager(mode_kwargs["powersgd_rank"])
         apply_hivemind_patches()  # before hivemind forks its averagers, which inherit it
         apply_group_patches()  # likewise: as a leader, assemble once the training peers it expects joined
         self.opt = hivemind.Optimizer(

@@ -85,6 +85,16 @@ def check_mode(
             )
 
 
+def powersgd_averager(rank: int) -> Callable[..., Any]:
+    """hivemind's ``grad_averager_factory`` for PowerSGD at ``rank``: every peer joining the gradient rounds of a
+    PowerSGD project (volunteers and the author's host) must average with it."""
+    from functools import partial
+
+    from hivemind.optim.power_sgd_averager import PowerSGDGradientAverager
+
+    return partial(PowerSGDGradientAverager, averager_rank=rank)
+
+
 def watch_state_rounds(opt: Any, record: Callable[[int, Any], None]) -> None:
     """Report each parameter-averaging round of a local-updates optimizer as ``record(epoch, control)``.
 

@@ -32,6 +32,8 @@ from typing import Any
 HANDLER = "volunteer.reachability.DialBack"
 MAX_ASKED = 3
 MAX_ADDRESSES = 8
+MAX_ANSWERING = 4
+"""Questions a peer answers at once; others wait (at most MAX_ANSWERING x MAX_ADDRESSES dials in flight)."""
 DIAL_TIMEOUT = 3.0
 ASK_TIMEOUT = 10.0
 
@@ -161,10 +163,13 @@ async def dial_back(addresses: Sequence[str], timeout: float = DIAL_TIMEOUT) -> 
 async def _serve(dht: Any, node: Any) -> None:
     from hivemind.proto import dht_pb2, p2pd_pb2
 
+    dialling = asyncio.Semaphore(MAX_ANSWERING)  # a flood of questions waits its turn: sockets stay bounded
+
     async def handler(request: Any, context: Any) -> Any:
         addresses = [bytes(a).decode("utf-8", "replace") for a in request.addrs[:MAX_ADDRESSES]]
-        seen = await _seen_at(node, context.remote_id)
-        return dht_pb2.PingResponse(available=await dial_back(only_at(addresses, seen)))
+        async with dialling:
+            seen = await _seen_at(node, context.remote_id)
+            return dht_pb2.PingResponse(available=await dial_back(only_at(addresses, seen)))
 
     await node.p2p.add_protobuf_handler(HANDLER, handler, p2pd_pb2.PeerInfo)
 

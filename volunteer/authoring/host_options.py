@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from volunteer.authoring.options import checked, duration, positive_int, repo_id
 from volunteer.constants import ENV_PREFIX, env
@@ -81,39 +82,10 @@ def build_parser() -> ArgumentParser:
         help="rewrite the project's peers file on the Hub when the list changes (default: on for a Hub project "
         "whose manifest names a peers file; needs a token with write access in HF_TOKEN)",
     )
-    parser.add_argument(
-        "--peers-port",
-        default=None,
-        metavar="PORT",
-        help=f"serve GET /peers and /swarm on this port (0: off, the default; {DEFAULT_PEERS_PORT} is a good choice)",
-    )
-    parser.add_argument("--peers-bind", default="0.0.0.0", metavar="ADDR", help="the address to serve on (0.0.0.0)")
-    parser.add_argument(
-        "--extra-peers", default=None, metavar="MADDRS", help="other long-lived peers to list while they answer"
-    )
-    parser.add_argument(
-        "--refresh-every", default="60s", metavar="TIME", help="how often the peer list is checked (default 60s)"
-    )
-    parser.add_argument(
-        "--drop-after",
-        default="3",
-        metavar="N",
-        help="checks in a row a listed peer may not answer before it is left out (default 3)",
-    )
-    parser.add_argument("--checkpoint-dir", default=None, metavar="DIR", help="save the swarm's model here")
-    parser.add_argument("--checkpoint-every", default="10m", metavar="TIME", help="how often to save (default 10m)")
-    parser.add_argument("--keep-checkpoints", default="3", metavar="N", help="checkpoints kept (default 3)")
-    parser.add_argument(
-        "--checkpoint-repo", default=None, metavar="ORG/NAME", help="also upload each checkpoint to this Hub repository"
-    )
-    parser.add_argument(
-        "--state-every",
-        default="30s",
-        metavar="TIME",
-        help="download the swarm's state at most this often after a global step (default 30s): the copy newcomers "
-        "get when no volunteer is online",
-    )
-    parser.add_argument("--log-every", default="60s", metavar="TIME", help="how often to log the swarm's state")
+    for flag, (metavar, _, help_text) in _FLAGS.items():
+        default = getattr(HostOptions, flag[2:].replace("-", "_"))
+        shown = _duration_text(default) if metavar == "TIME" else default
+        parser.add_argument(flag, metavar=metavar, help=help_text + (f" (default {shown})" if shown else ""))
     return parser
 
 
@@ -124,11 +96,13 @@ def parse_host_args(argv: Sequence[str]) -> HostOptions:
     settings = settings_from_namespace(args)
     if args.project is None and env(ENV_PREFIX + "PROJECT") is None:
         raise ConfigError("volunteer host needs --project", "name the project to host: --project org/name")
-    peers_port = checked("--peers-port", parse_port, args.peers_port) or 0
-    extra = tuple(parse_peers(args.extra_peers, "--extra-peers"))
-    checkpoint_repo = None
-    if args.checkpoint_repo is not None:
-        checkpoint_repo = repo_id("--checkpoint-repo", args.checkpoint_repo, "my-lab/spirals-checkpoints")
+    given = {
+        flag[2:].replace("-", "_"): parse(flag, value)
+        for flag, (_, parse, _) in _FLAGS.items()
+        if (value := getattr(args, flag[2:].replace("-", "_"))) is not None
+    }
+    checkpoint_repo = given.get("checkpoint_repo")
+    if checkpoint_repo is not None:
         project = parse_project_id(settings.project)
         if project.kind == "hub" and project.repo == checkpoint_repo:
             raise ConfigError(
@@ -136,22 +110,50 @@ def parse_host_args(argv: Sequence[str]) -> HostOptions:
                 "project, and ask every volunteer for consent again",
                 f"use a repository of its own, e.g. --checkpoint-repo {checkpoint_repo}-checkpoints",
             )
-    if args.checkpoint_repo and not args.checkpoint_dir:
-        raise ConfigError(
-            "--checkpoint-repo needs --checkpoint-dir", "add --checkpoint-dir DIR: checkpoints are saved there first"
-        )
-    return HostOptions(
-        settings=settings,
-        update_peers_file=args.update_peers_file,
-        peers_port=peers_port,
-        peers_bind=args.peers_bind,
-        extra_peers=extra,
-        refresh_every=duration("--refresh-every", args.refresh_every) or 60.0,
-        drop_after=positive_int("--drop-after", args.drop_after) or 3,
-        checkpoint_dir=Path(args.checkpoint_dir).expanduser() if args.checkpoint_dir else None,
-        checkpoint_every=duration("--checkpoint-every", args.checkpoint_every) or 600.0,
-        keep_checkpoints=positive_int("--keep-checkpoints", args.keep_checkpoints) or 3,
-        checkpoint_repo=checkpoint_repo,
-        state_every=duration("--state-every", args.state_every) or 30.0,
-        log_every=duration("--log-every", args.log_every) or 60.0,
-    )
+        if "checkpoint_dir" not in given:
+            raise ConfigError(
+                "--checkpoint-repo needs --checkpoint-dir",
+                "add --checkpoint-dir DIR: checkpoints are saved there first",
+            )
+    return HostOptions(settings=settings, update_peers_file=args.update_peers_file, **given)
+
+
+def _duration_text(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+_FLAGS: dict[str, tuple[str, Callable[[str, str], Any], str]] = {
+    "--peers-port": (
+        "PORT",
+        lambda flag, value: checked(flag, parse_port, value),
+        f"serve GET /peers and /swarm on this port (0: off, the default; {DEFAULT_PEERS_PORT} is a good choice)",
+    ),
+    "--peers-bind": ("ADDR", lambda flag, value: value, "the address to serve on"),
+    "--extra-peers": (
+        "MADDRS",
+        lambda flag, value: tuple(parse_peers(value, flag)),
+        "other long-lived peers to list while they answer",
+    ),
+    "--refresh-every": ("TIME", duration, "how often the peer list is checked"),
+    "--drop-after": ("N", positive_int, "checks in a row a listed peer may not answer before it is left out"),
+    "--checkpoint-dir": ("DIR", lambda flag, value: Path(value).expanduser(), "save the swarm's model here"),
+    "--checkpoint-every": ("TIME", duration, "how often to save"),
+    "--keep-checkpoints": ("N", positive_int, "checkpoints kept"),
+    "--checkpoint-repo": (
+        "ORG/NAME",
+        lambda flag, value: repo_id(flag, value, "my-lab/spirals-checkpoints"),
+        "also upload each checkpoint to this Hub repository",
+    ),
+    "--state-every": (
+        "TIME",
+        duration,
+        "download the swarm's state at most this often after a global step: the copy newcomers get when no "
+        "volunteer is online",
+    ),
+    "--log-every": ("TIME", duration, "how often to log the swarm's state"),
+}
+"""The host's own flags: metavar, how to read a value (a one-line error naming the flag), help. Their defaults are
+:class:`HostOptions`'."""

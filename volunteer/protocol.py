@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from volunteer.ledger import Counters
 from volunteer.stats import Command, DeviceInfo, LeaderboardEntry, State, Transfer, Wire
 
 
@@ -96,15 +97,10 @@ class TrainingStats:
     """The client's training process, measured; sent every ``stats_interval`` and on every change of state."""
 
     state: State
-    samples: int
-    """Samples this process computed."""
-    steps: int
-    swarm_samples: int
-    """Of ``samples``, those that went into a global step."""
-    local_only_samples: int
+    counters: Counters
+    """This process's samples and steps, and of its samples those that went into a global step (and not)."""
     pending_samples: int
     """Computed but not yet in a global step: local-only if the process ends now."""
-    compute_seconds: float
     samples_per_second: float
     loss: float | None = None
     loss_smoothed: float | None = None

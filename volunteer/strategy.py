@@ -344,6 +344,11 @@ class HivemindStrategy(Strategy):
         return self._keeper
 
     @property
+    def isolated(self) -> bool:
+        """Whether this peer is cut off from every peer it knows while training (see ``swarm_keeper``)."""
+        return self._keeper is not None and self._keeper.state.isolated
+
+    @property
     def samples_contributed(self) -> int:
         """Samples this peer has computed gradients for since training began."""
         return self._samples_contributed

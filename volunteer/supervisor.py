@@ -23,7 +23,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from volunteer.constants import drop_hub_token
@@ -170,11 +171,10 @@ class WorkerProcess:
             self.process.join(timeout=5)
 
     def _next(self, timeout: float) -> WorkerMessage | None:
-        try:
+        with contextlib.suppress(queue.Empty, OSError, EOFError, ValueError):
             message: WorkerMessage = self.outbox.get(timeout=timeout)
-        except (queue.Empty, OSError, EOFError, ValueError):
-            return None
-        return message
+            return message
+        return None
 
     def _grace_over(self) -> bool:
         now = time.monotonic()
@@ -188,6 +188,7 @@ class WorkerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
 
 
+@dataclass
 class StopSignals:
     """SIGTERM and SIGINT: the first asks for a graceful stop, a second for a hard one (kill the worker now).
 
@@ -195,26 +196,25 @@ class StopSignals:
         on_stop: Called (in the main thread, from the signal handler) on every signal.
     """
 
-    def __init__(self, on_stop: Callable[[], None]) -> None:
-        self.on_stop = on_stop
-        self.count = 0
+    on_stop: Callable[[], None]
+    count: int = 0
 
     @property
     def hard(self) -> bool:
         return self.count > 1
 
-    def install(self) -> StopSignals:
+    def install(self) -> None:
         """Install the handlers; only the main thread can (elsewhere, as in tests, nothing happens)."""
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self._handle)
             signal.signal(signal.SIGINT, self._handle)
-        return self
 
     def _handle(self, signum: int, frame: object) -> None:
         self.count += 1
         self.on_stop()
 
 
+@dataclass
 class Backoff:
     """Waits before a restart: 1 s, doubling up to MAX_BACKOFF, each spread by JITTER; afresh after a healthy run.
 
@@ -225,18 +225,13 @@ class Backoff:
         rng: Uniform numbers in [0, 1) (tests pass their own).
     """
 
-    def __init__(
-        self,
-        first: float = 1.0,
-        ceiling: float = MAX_BACKOFF,
-        jitter: float = JITTER,
-        rng: Callable[[], float] = random.random,
-    ) -> None:
-        self.first = first
-        self.ceiling = ceiling
-        self.jitter = jitter
-        self.rng = rng
-        self.base = first
+    first: float = 1.0
+    ceiling: float = MAX_BACKOFF
+    jitter: float = JITTER
+    rng: Callable[[], float] = random.random
+
+    def __post_init__(self) -> None:
+        self.base = self.first
 
     def next(self) -> float:
         """The wait before the next try; the one after it doubles."""
@@ -244,12 +239,17 @@ class Backoff:
         self.base = min(self.base * 2, self.ceiling)
         return wait
 
-    def reset(self) -> None:
-        self.base = self.first
-
     def ran(self, seconds: float) -> bool:
-        """Note that a worker ran ``seconds``; a healthy run (HEALTHY_RUN or more) resets the back-off."""
+        """Note that a worker ran ``seconds``; a healthy run (HEALTHY_RUN or more) starts the back-off afresh."""
         if seconds > HEALTHY_RUN:
-            self.reset()
-            return True
-        return False
+            self.base = self.first
+        return seconds > HEALTHY_RUN
+
+
+def drain(q: Any) -> Iterator[Any]:
+    """What queue ``q`` holds now, without waiting (a closed or broken queue holds nothing)."""
+    while True:
+        try:
+            yield q.get_nowait()
+        except (queue.Empty, OSError, EOFError, ValueError):
+            return

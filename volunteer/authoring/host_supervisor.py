@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from volunteer.authoring.errors import HubWriteError
-from volunteer.authoring.host_options import DEFAULT_HOST_MADDRS, DEFAULT_PORT, HostOptions
+from volunteer.authoring.host_options import DEFAULT_PORT, HostOptions
 from volunteer.authoring.host_peers import PeersKeeper
 from volunteer.authoring.host_server import HostServer
 from volunteer.authoring.host_view import HostLog, SwarmView
@@ -33,8 +33,8 @@ from volunteer.protocol import (
     Reachable,
     WorkerMessage,
 )
-from volunteer.supervisor import Backoff, StopSignals, WorkerProcess
-from volunteer.swarm.multiaddrs import parse_listen_addresses, parse_peers
+from volunteer.supervisor import Backoff, StopSignals, WorkerProcess, drain
+from volunteer.swarm.multiaddrs import parse_peers
 
 
 class Host:
@@ -171,20 +171,13 @@ class Host:
     def _run_worker(self, keeper: PeersKeeper) -> str:
         from volunteer.authoring.host_worker import HostSpec, run_host_worker
 
-        options, settings = self.options, self.settings
         spec = HostSpec(
             prepared=self.prepared,
+            options=self.options,
             identity_path=str(self.data_dir.identity_file),
-            initial_peers=tuple(dict.fromkeys([*keeper.known_peers(), *parse_peers(settings.initial_peers)])),
-            host_maddrs=tuple(parse_listen_addresses(settings.host_maddrs) or DEFAULT_HOST_MADDRS),
-            announce_maddrs=tuple(parse_listen_addresses(settings.announce_maddrs)),
-            use_relay=settings.use_relay,
+            initial_peers=tuple(dict.fromkeys([*keeper.known_peers(), *parse_peers(self.settings.initial_peers)])),
             parent_pid=os.getpid(),
             log_path=str(self.data_dir.root / "logs" / "host.log"),
-            checkpoint_dir=str(options.checkpoint_dir) if options.checkpoint_dir else None,
-            checkpoint_every=options.checkpoint_every if options.checkpoint_dir else None,
-            keep_checkpoints=options.keep_checkpoints,
-            state_every=options.state_every,
         )
         worker = self._worker = WorkerProcess(run_host_worker, spec, "volunteer-host")
         outcome = "exited"
@@ -198,7 +191,7 @@ class Host:
             nonlocal last_status
             if self._fatal is not None:
                 self.stopping.set()
-            if self.view.peer_id and time.monotonic() - last_status >= options.log_every:
+            if self.view.peer_id and time.monotonic() - last_status >= self.options.log_every:
                 last_status = time.monotonic()
                 self.status_line()
                 self._save_volunteers()
@@ -212,21 +205,7 @@ class Host:
 
     def _handle(self, message: WorkerMessage, keeper: PeersKeeper) -> str | None:
         if isinstance(message, Joined):
-            from volunteer.authoring.peers_file import all_private, own_addresses
-
-            self.view.peer_id = message.peer_id
-            self.view.addresses = tuple(own_addresses(message.addresses))
-            joined = message.initial_peers
-            how = f"joined through {joined} listed peer(s)" if joined else "no other peer listed: a new swarm"
-            self.event(
-                "up", f"host peer {self.view.peer_id} is up ({how}); reachable at {' '.join(self.view.addresses)}"
-            )
-            if all_private(self.view.addresses) and not all(a.startswith("/ip4/127.") for a in self.view.addresses):
-                self.event(
-                    "warning",
-                    "every address of this host is private: volunteers elsewhere cannot reach it; pass "
-                    f"--announce-maddrs /ip4/<public IP>/tcp/{DEFAULT_PORT} (and forward that port)",
-                )
+            self._on_joined(message)
             keeper.resume()
         elif isinstance(message, HostSwarm):
             self.view.update(message)
@@ -248,6 +227,21 @@ class Host:
         elif isinstance(message, Done):
             return "stopped"
         return None
+
+    def _on_joined(self, message: Joined) -> None:
+        from volunteer.authoring.peers_file import all_private, own_addresses
+
+        self.view.peer_id = message.peer_id
+        self.view.addresses = tuple(own_addresses(message.addresses))
+        joined = message.initial_peers
+        how = f"joined through {joined} listed peer(s)" if joined else "no other peer listed: a new swarm"
+        self.event("up", f"host peer {self.view.peer_id} is up ({how}); reachable at {' '.join(self.view.addresses)}")
+        if all_private(self.view.addresses) and not all(a.startswith("/ip4/127.") for a in self.view.addresses):
+            self.event(
+                "warning",
+                "every address of this host is private: volunteers elsewhere cannot reach it; pass "
+                f"--announce-maddrs /ip4/<public IP>/tcp/{DEFAULT_PORT} (and forward that port)",
+            )
 
     def ping(self, addresses: Sequence[str], timeout: float = 30.0) -> dict[str, bool]:
         """Ask the hivemind process which of ``addresses``' peers answer (unknown ones are left out)."""
@@ -301,8 +295,7 @@ class Host:
                 message = self._uploads.get(timeout=0.5)
             except queue.Empty:
                 continue
-            while not self._uploads.empty():  # only the newest matters
-                message = self._uploads.get_nowait()
+            message = [message, *drain(self._uploads)][-1]  # only the newest matters
             if not Path(message.path).is_file():
                 self.event("warning", f"could not upload {message.path} to {repo}: it was removed meanwhile")
                 continue

@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from volunteer.authoring.host_options import DEFAULT_HOST_MADDRS, HostOptions
 from volunteer.errors import SwarmError, VolunteerError
 from volunteer.project.loader import build_project
 from volunteer.protocol import (
@@ -42,7 +43,8 @@ from volunteer.protocol import (
     WorkerMessage,
 )
 from volunteer.stats import LeaderboardEntry
-from volunteer.supervisor import run_worker_body
+from volunteer.supervisor import drain, run_worker_body
+from volunteer.swarm.multiaddrs import parse_listen_addresses
 
 EXIT_CRASH = 1
 EXIT_ERROR = 3
@@ -57,18 +59,12 @@ class HostSpec:
 
     prepared: Any
     """A ``volunteer.project.PreparedProject``."""
+    options: HostOptions
+    """The host's options: listen and announce addresses, relay, checkpoints, how often to refresh state."""
     identity_path: str
     initial_peers: tuple[str, ...]
-    host_maddrs: tuple[str, ...]
-    announce_maddrs: tuple[str, ...]
-    use_relay: bool
     parent_pid: int
     log_path: str
-    checkpoint_dir: str | None = None
-    checkpoint_every: float | None = None
-    keep_checkpoints: int = 3
-    state_every: float = 30.0
-    """The most often the host downloads the swarm's state after a global step, in seconds."""
     step_interval: float = 0.5
     """Seconds between the auxiliary optimizer's steps."""
     report_interval: float = 2.0
@@ -141,7 +137,7 @@ class _HostWorker:
         from volunteer.swarm.hivemind_patches import apply_group_patches, apply_hivemind_patches
         from volunteer.swarm.leaderboard import record_validators
 
-        spec = self.spec
+        spec, settings = self.spec, self.spec.options.settings
         manifest = spec.prepared.project.manifest
         built = build_project(spec.prepared.project)
         self.module = built.module
@@ -152,10 +148,10 @@ class _HostWorker:
         try:
             self.dht = hivemind.DHT(
                 initial_peers=initial,
-                host_maddrs=list(spec.host_maddrs),
-                announce_maddrs=list(spec.announce_maddrs) or None,
+                host_maddrs=parse_listen_addresses(settings.host_maddrs) or list(DEFAULT_HOST_MADDRS),
+                announce_maddrs=parse_listen_addresses(settings.announce_maddrs) or None,
                 identity_path=spec.identity_path,
-                use_relay=spec.use_relay,
+                use_relay=settings.use_relay,
                 client_mode=False,
                 ensure_bootstrap_success=False,  # a host must come up even when every listed peer is gone
                 record_validators=validators,
@@ -217,11 +213,11 @@ class _HostWorker:
         """With nobody holding state, start from the latest checkpoint, if any."""
         from volunteer.authoring.checkpoints import list_checkpoints, load_checkpoint
 
-        spec = self.spec
-        if not spec.checkpoint_dir:
+        spec, options = self.spec, self.spec.options
+        if not options.checkpoint_dir:
             return
         run_id = spec.prepared.project.manifest.run_id
-        found = list_checkpoints(Path(spec.checkpoint_dir), run_id)
+        found = list_checkpoints(options.checkpoint_dir, run_id)
         if not found:
             return
         step, path = found[-1]
@@ -245,7 +241,7 @@ class _HostWorker:
     # -- the loop -----------------------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        spec = self.spec
+        spec, options = self.spec, self.spec.options
         last_report = 0.0
         rounds = dict(self.counter.rounds)
         while not self.stop.is_set():
@@ -266,23 +262,18 @@ class _HostWorker:
                     f"({self.counter.total} rounds so far)",
                 )
             stale = self.state_epoch < self.opt.local_epoch
-            if stale and time.monotonic() - self.last_refresh >= spec.state_every:
+            if stale and time.monotonic() - self.last_refresh >= options.state_every:
                 self._refresh_state()
             self._share_state()
-            due = spec.checkpoint_every and time.monotonic() - self.last_checkpoint >= spec.checkpoint_every
-            if spec.checkpoint_dir and due:
-                self._checkpoint()
+            if options.checkpoint_dir and time.monotonic() - self.last_checkpoint >= options.checkpoint_every:
+                self._checkpoint(options.checkpoint_dir)
             if time.monotonic() - last_report >= spec.report_interval:
                 last_report = time.monotonic()
                 self._report()
             self.stop.wait(spec.step_interval)
 
     def _handle_commands(self) -> None:
-        while True:
-            try:
-                command = self.commands.get_nowait()
-            except queue.Empty:
-                return
+        for command in drain(self.commands):
             if command == Command.STOP:
                 self.stop.set()
             elif isinstance(command, Ping):
@@ -311,10 +302,10 @@ class _HostWorker:
         if averager.state_sharing_priority != priority:
             averager.state_sharing_priority = priority
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, directory: Path) -> None:
         from volunteer.authoring.checkpoints import save_checkpoint
 
-        spec = self.spec
+        spec, options = self.spec, self.spec.options
         self.last_checkpoint = time.monotonic()
         self._refresh_state()
         if self.saved_epoch == self.state_epoch:
@@ -328,14 +319,14 @@ class _HostWorker:
         }
         try:
             path = save_checkpoint(
-                Path(spec.checkpoint_dir or "."),
+                directory,
                 project.manifest.run_id,
                 self.state_epoch,
                 state,
-                spec.keep_checkpoints,
+                options.keep_checkpoints,
             )
         except OSError as e:
-            self.event("warning", f"could not save a checkpoint in {spec.checkpoint_dir}: {e.strerror or e}")
+            self.event("warning", f"could not save a checkpoint in {directory}: {e.strerror or e}")
             return
         self.saved_epoch = self.state_epoch
         self.emit(CheckpointSaved(str(path), self.state_epoch))

@@ -40,7 +40,7 @@ from volunteer.protocol import (
 )
 from volunteer.settings import Settings
 from volunteer.stats import Command, ErrorInfo, Event, ProjectInfo, Snapshot, State
-from volunteer.supervisor import Backoff, StopSignals, WorkerProcess
+from volunteer.supervisor import Backoff, StopSignals, WorkerProcess, drain
 from volunteer.transfer import TransferMeter, repeating
 
 log = logging.getLogger(__name__)
@@ -220,38 +220,19 @@ class Session:
     def _supervise(self) -> int:
         peers = tuple(self.prepared.peers.addresses)
         batch_size = self.settings.batch_size
-        restarts = 0
-        backoff = Backoff()
+        restarts, backoff, outcome = 0, Backoff(), None
         deadline = time.monotonic() + self.settings.duration if self.settings.duration else None
-        while True:
-            if self._stop_requested:
-                return 0
+        while not self._stop_requested:
             started = time.monotonic()
             outcome = self._run_worker(peers, batch_size, deadline)
             if backoff.ran(time.monotonic() - started):
                 restarts = 0  # a failure after a long good run starts the count afresh
             if isinstance(outcome, Done) or self._stop_requested:
-                self._set_state(State.STOPPED)
-                session = self._session()
-                how = "stopped" if isinstance(outcome, Done) and outcome.reason == "stopped" else "done"
-                self.event(
-                    "stopped",
-                    f"stopped ({how}); this session computed {session.samples:,} samples: "
-                    f"{session.swarm_samples:,} credited, {session.local_only_samples:,} local-only",
-                )
-                return 0
-            if outcome.category == ErrorCategory.UNREACHABLE:
-                self.reconnects += 1
-                self._reconnecting = True
-                self._publish(state=State.RECONNECTING, last_error=ErrorInfo(outcome.message, outcome.hint))
-                wait = backoff.next()
-                self.event("reconnecting", f"no peer reachable; retrying in {wait:.0f} s ({outcome.message})")
-                self._sleep(wait)
-                peers = self._recollect_peers(peers)
-                continue
+                break
             if outcome.category == ErrorCategory.ERROR:
                 raise VolunteerError(outcome.message, outcome.hint)
-            restarts += 1
+            unreachable = outcome.category == ErrorCategory.UNREACHABLE
+            restarts += not unreachable
             if outcome.category == ErrorCategory.OOM:
                 current = batch_size or self.prepared.project.manifest.batch_size
                 batch_size = max(1, int(current) // 2)
@@ -261,13 +242,28 @@ class Session:
                     f"training failed {restarts} times, last: {outcome.message}",
                     f"see the training log {self._worker_log()}; if the project is at fault, tell its authors",
                 )
-            self._publish(state=State.STARTING, last_error=ErrorInfo(outcome.message, outcome.hint))
+            self.reconnects += unreachable
+            self._reconnecting |= unreachable
+            state = State.RECONNECTING if unreachable else State.STARTING
+            self._publish(state=state, last_error=ErrorInfo(outcome.message, outcome.hint))
             wait = backoff.next()
-            self.event(
-                "restarting",
-                f"training process failed ({outcome.message}); restart {restarts} of {MAX_RESTARTS} in {wait:.0f} s",
-            )
+            if unreachable:
+                self.event("reconnecting", f"no peer reachable; retrying in {wait:.0f} s ({outcome.message})")
+            else:
+                how_many = f"restart {restarts} of {MAX_RESTARTS} in {wait:.0f} s"
+                self.event("restarting", f"training process failed ({outcome.message}); {how_many}")
             self._sleep(wait)
+            if unreachable:
+                peers = self._recollect_peers(peers)
+        self._set_state(State.STOPPED)
+        session = self._session()
+        how = "done" if isinstance(outcome, Done) and outcome.reason != "stopped" else "stopped"
+        self.event(
+            "stopped",
+            f"stopped ({how}); this session computed {session.samples:,} samples: "
+            f"{session.swarm_samples:,} credited, {session.local_only_samples:,} local-only",
+        )
+        return 0
 
     def _recollect_peers(self, previous: tuple[str, ...]) -> tuple[str, ...]:
         """Re-read the peer sources (flag, environment, project file, URL, cache); keep ``previous`` on failure.
@@ -294,14 +290,12 @@ class Session:
     def _run_worker(self, peers: tuple[str, ...], batch_size: int | None, deadline: float | None) -> Outcome:
         from volunteer.contribution.training_process import WorkerSpec, run_worker
 
-        steps_left = None
-        if self.settings.max_steps:
-            steps_left = self.settings.max_steps - self._folded.steps
-            if steps_left <= 0:
-                return Done()
+        steps_left = self.settings.max_steps - self._folded.steps if self.settings.max_steps else None
+        if steps_left is not None and steps_left <= 0:
+            return Done()
         spec = WorkerSpec(
             prepared=self.prepared,
-            device=self.settings.device,
+            settings=self.settings,
             identity_path=str(self.data_dir.identity_file),
             initial_peers=peers,
             nickname=self._nickname(),
@@ -310,18 +304,11 @@ class Session:
             root_dir=str(self.data_dir.root / "lightning"),
             batch_size=batch_size,
             max_steps=steps_left,
-            host_maddrs=self.settings.host_maddrs,
-            announce_maddrs=self.settings.announce_maddrs,
-            client_mode=self.settings.client_mode,
-            use_relay=self.settings.use_relay,
-            max_upload=self.settings.max_upload,
-            monthly_data=self.settings.monthly_data,
             base_swarm_samples=self._ledger_totals().swarm_samples,
         )
         if self._snapshot.state != State.RECONNECTING:
             self._set_state(State.CONNECTING)
         worker = WorkerProcess(run_worker, spec, "volunteer-worker")
-        self._current, self._pending = Counters(), 0
         self._publish(transfer=None)  # a download the last worker had under way ended with it
         outcome: Outcome | None = None
 
@@ -342,22 +329,17 @@ class Session:
         try:
             worker.supervise(on_message, tick, lambda: self._signals.hard)
         finally:
-            self._folded = self._folded + dataclasses.replace(
-                self._current, local_only_samples=self._current.local_only_samples + self._pending
-            )
+            # what the process computed but never got into a global step is local-only now
+            self._folded += self._current + Counters(local_only_samples=self._pending)
             self._current, self._pending = Counters(), 0
             self._save_ledger()
-        if outcome is None:
-            if self._stop_requested:
-                return Done("stopped")
-            return Failed(
-                ErrorCategory.CRASH,
-                f"the training process exited with status {worker.exitcode}",
-                f"see the training log {self._worker_log()}",
-            )
-        if isinstance(outcome, Failed) and self._stop_requested:
-            return Done("stopped")
-        return outcome
+        if self._stop_requested and not isinstance(outcome, Done):
+            return Done("stopped")  # a failure while stopping is no failure
+        return outcome or Failed(
+            ErrorCategory.CRASH,
+            f"the training process exited with status {worker.exitcode}",
+            f"see the training log {self._worker_log()}",
+        )
 
     def _handle(self, message: WorkerMessage, peers: tuple[str, ...]) -> Outcome | None:
         if isinstance(message, TrainingStats):
@@ -370,13 +352,9 @@ class Session:
             self._publish(device=message.device)
         elif isinstance(message, Joined):
             self._on_joined(message, peers)
-        elif isinstance(message, Failed):
-            if message.category != ErrorCategory.UNREACHABLE:
-                self.event("error", message.message)
-            return message
-        elif isinstance(message, Done):
-            return message
-        return None
+        elif isinstance(message, Failed) and message.category != ErrorCategory.UNREACHABLE:
+            self.event("error", message.message)  # an unreachable swarm is a "reconnecting" event of its own
+        return message if isinstance(message, Failed | Done) else None
 
     def _on_joined(self, message: Joined, peers: tuple[str, ...]) -> None:
         self.peer_id = message.peer_id
@@ -418,14 +396,7 @@ class Session:
 
     def _on_stats(self, m: TrainingStats) -> None:
         self._worker_state = m.state
-        self._current = Counters(
-            samples=m.samples,
-            steps=m.steps,
-            swarm_samples=m.swarm_samples,
-            local_only_samples=m.local_only_samples,
-            compute_seconds=m.compute_seconds,
-        )
-        self._pending = m.pending_samples
+        self._current, self._pending = m.counters, m.pending_samples
         previous_swarm = self._snapshot.swarm_samples
         self._publish_stats(m)
         if self._snapshot.swarm_samples != previous_swarm:
@@ -537,11 +508,7 @@ class Session:
     # -- commands and signals ---------------------------------------------------------------------------
 
     def _drain_commands(self, worker: WorkerProcess | None) -> None:
-        while True:
-            try:
-                command = self._commands.get_nowait()
-            except queue.Empty:
-                return
+        for command in drain(self._commands):
             if command == Command.TRUST:
                 self._trusted.set()
             elif command == Command.STOP:

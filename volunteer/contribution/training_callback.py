@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-import queue
 import threading
 import time
 from typing import Any
 
 import lightning as L
 
+from volunteer.ledger import Counters
 from volunteer.protocol import DeviceReport, Joined, TrainingStats
 from volunteer.stats import Command, State
+from volunteer.supervisor import drain
 
 
 class Reporter(L.Callback):
@@ -143,11 +144,7 @@ class Reporter(L.Callback):
     # -- commands ------------------------------------------------------------------------------------------
 
     def _handle_commands(self, trainer: Any) -> None:
-        while True:
-            try:
-                command = self.worker.commands.get_nowait()
-            except queue.Empty:
-                return
+        for command in drain(self.worker.commands):
             if command == Command.STOP:
                 self.stop_reason = "stopped"
                 self.paused = False
@@ -176,16 +173,17 @@ class Reporter(L.Callback):
 
     def send_stats(self) -> None:
         strategy = self.strategy
-        keeper = getattr(strategy, "swarm_keeper", None)
         with self._lock:
             message = TrainingStats(
                 state=self.state,
-                samples=strategy.samples_contributed,
-                steps=self.steps,
-                swarm_samples=strategy.swarm_samples,
-                local_only_samples=strategy.local_only_samples,
+                counters=Counters(
+                    samples=strategy.samples_contributed,
+                    steps=self.steps,
+                    swarm_samples=strategy.swarm_samples,
+                    local_only_samples=strategy.local_only_samples,
+                    compute_seconds=self.compute_seconds,
+                ),
                 pending_samples=strategy.pending_samples,
-                compute_seconds=self.compute_seconds,
                 samples_per_second=self.samples_per_second,
                 loss=self.loss,
                 loss_smoothed=self.loss_smoothed,
@@ -193,7 +191,7 @@ class Reporter(L.Callback):
                 progress=strategy.progress(),
                 transfer=strategy.transfer(),
                 wire=strategy.wire(),
-                isolated=bool(keeper is not None and keeper.state.isolated),
+                isolated=strategy.isolated,
                 leaderboard=tuple(self._leaderboard.entries) if self._leaderboard else (),
                 leaderboard_dropped=self._leaderboard.dropped if self._leaderboard else 0,
             )

@@ -16,6 +16,7 @@ from volunteer.errors import SwarmError, VolunteerError
 from volunteer.project.loader import build_project
 from volunteer.project.requirements import check_device
 from volunteer.protocol import DeviceReport, Done, ErrorCategory, Failed, Note, StateChanged, WorkerMessage
+from volunteer.settings import Settings
 from volunteer.stats import State
 from volunteer.supervisor import run_worker_body
 
@@ -30,7 +31,8 @@ class WorkerSpec:
 
     prepared: Any
     """A ``volunteer.project.PreparedProject``."""
-    device: str
+    settings: Settings
+    """The volunteer's settings: device, listen and announce addresses, client mode, relay, upload cap."""
     identity_path: str
     initial_peers: tuple[str, ...]
     nickname: str
@@ -40,15 +42,6 @@ class WorkerSpec:
     """Lightning's working directory (inside the data directory)."""
     batch_size: int | None = None
     max_steps: int | None = None
-    host_maddrs: str | None = None
-    announce_maddrs: str | None = None
-    client_mode: bool | None = None
-    """None: decide with a reachability check."""
-    use_relay: bool = True
-    max_upload: float | None = None
-    """Bytes per second (``--max-upload``)."""
-    monthly_data: float | None = None
-    """Bytes in 30 days (``--monthly-data``)."""
     base_swarm_samples: int = 0
     """All-time swarm samples before this process started (for the leaderboard record)."""
     stats_interval: float = 0.5
@@ -93,12 +86,12 @@ class _Worker:
         from volunteer.strategy import HivemindStrategy
         from volunteer.swarm.leaderboard import record_validators, use_identity_for_signing
 
-        spec = self.spec
+        spec, settings = self.spec, self.spec.settings
         manifest = spec.prepared.project.manifest
-        device = resolve_device(spec.device)
+        device = resolve_device(settings.device)
         info = device_info(device)
         check_device(manifest.requirements, device.accelerator, info)
-        if device.accelerator == "cpu" and spec.device == "auto":
+        if device.accelerator == "cpu" and settings.device == "auto":
             warning = cpu_fallback_warning()
             if warning:
                 self.event("warning", warning)
@@ -115,17 +108,15 @@ class _Worker:
             batch_size=built.batch_size,
             initial_peers=list(spec.initial_peers),
             identity_path=spec.identity_path,
-            client_mode=spec.client_mode,
-            use_relay=spec.use_relay,
-            max_upload=spec.max_upload,
-            monthly_data=spec.monthly_data,
+            host_maddrs=settings.host_maddrs or None,
+            announce_maddrs=settings.announce_maddrs or None,
+            client_mode=settings.client_mode,
+            use_relay=settings.use_relay,
+            max_upload=settings.max_upload,
+            monthly_data=settings.monthly_data,
             dht_opts=dict(record_validators=validators),
             print_join_message=False,
         )
-        if spec.host_maddrs:
-            strategy_kwargs["host_maddrs"] = spec.host_maddrs
-        if spec.announce_maddrs:
-            strategy_kwargs["announce_maddrs"] = spec.announce_maddrs
         strategy = HivemindStrategy(**strategy_kwargs)
 
         reporter = Reporter(self, strategy, public_key, device, built.batch_size)

@@ -200,11 +200,14 @@ async def test_the_default_poll_keeps_to_four_refreshes_a_second() -> None:
     app = VolunteerApp(source)
     updates: list[float] = []
     async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: source.latest_calls >= 1, "the first poll")
         app.watch(app, "snapshot", lambda s: updates.append(s.time) if s else None, init=False)
+        before = source.latest_calls
         await pilot.pause(1.0)
-        calls = source.latest_calls
+        calls = source.latest_calls - before
     assert app.poll_interval == 0.25
-    assert 2 <= calls <= 6
+    # at most four polls in a second (five with the edges); a loaded machine may poll fewer, never more
+    assert calls <= 5
     assert len(updates) <= 5
 
 

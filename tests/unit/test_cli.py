@@ -120,18 +120,17 @@ def _run_cli(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedP
 
 def test_help_and_flag_errors_answer_fast_without_heavy_imports():
     code = (
-        "import sys, time; t = time.perf_counter(); from volunteer.cli import main\n"
+        "import sys; from volunteer.cli import main\n"
         "rc = main(sys.argv[1:])\n"
         "heavy = sorted(m for m in ('torch', 'lightning', 'hivemind', 'textual') if m in sys.modules)\n"
-        "print('HEAVY', heavy, 'ELAPSED', time.perf_counter() - t, 'RC', rc)\n"
+        "print('HEAVY', heavy, 'RC', rc)\n"
     )
     for args in (["--batch-size", "0"], ["--device", "tpu"]):
         result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
         assert "HEAVY [] " in result.stdout, result.stdout + result.stderr
         assert "RC 2" in result.stdout
-        elapsed = float(result.stdout.split("ELAPSED ")[1].split()[0])
-        # generous: the requirement is half a second on an idle machine
-        assert elapsed < 0.5, elapsed
+        # what makes them fast is that nothing heavy is imported (above); the time itself is measured by
+        # benchmarks/startup.py, not asserted here, where a loaded machine would make it flaky
     result, _ = _run_cli("--help")
     assert result.returncode == 0 and "--project" in result.stdout and "VOLUNTEER_PROJECT" in result.stdout
 

@@ -38,6 +38,7 @@ samples/s is the swarm's (the sum of both peers'), and the ratio is against one 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -65,6 +66,8 @@ class Job:
     initial_peers: list[str]
     run_id: str
     matchmaking_time: float
+    trace: bool = False
+    tracker_opts: dict | None = None
 
 
 # -- the worker: one peer in its own process ---------------------------------------------------------------
@@ -100,6 +103,104 @@ class StepLog:
         hivemind.Optimizer.step = step
 
 
+class Trace:
+    """``--trace``: timestamps of what happens between "the target is reached" and "stepped" in one peer.
+
+    Installed on the optimizer's instances (hivemind's and our patched methods stay as they are):
+
+    * ``fetch``: the tracker re-read the swarm's progress from the DHT (samples it saw, its ETA);
+    * ``ready``: ``Optimizer.step`` found ``tracker.ready_to_update_epoch`` and began ``_update_global_epoch``,
+      with the reason (``samples``: the swarm's samples reached the target; ``epoch``: another peer is
+      already in a later global step; ``eta``: hivemind's time estimate passed);
+    * ``scheduled``: a gradient round was scheduled (matchmaking began), ``assembled``: its group was
+      assembled and the all-reduce began (the round's stage, polled every 5 ms), ``averaged``: the foreground
+      wait for the all-reduce ended;
+    * ``stepped``: ``_update_global_epoch`` returned (optimizer step done, state round handed to the
+      background); ``report``: a progress record handed to the reporter thread (its publication).
+    """
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, str, int, dict]] = []
+
+    def add(self, name: str, epoch: int, **data) -> None:
+        self.events.append((time.time(), name, epoch, data))
+
+    def install(self, opt) -> None:
+        import threading
+
+        from hivemind.averaging.control import AveragingStage
+        from hivemind.utils import get_dht_time
+
+        tracker, trace = opt.tracker, self
+        parse = tracker._parse_swarm_progress_data
+
+        def parse_and_log(metadata):
+            progress = parse(metadata)
+            trace.add(
+                "fetch",
+                tracker.local_progress.epoch,
+                samples=progress.samples_accumulated,
+                peers=progress.num_peers,
+                global_epoch=progress.epoch,
+                eta=progress.eta_next_epoch - get_dht_time(),
+            )
+            return progress
+
+        tracker._parse_swarm_progress_data = parse_and_log
+        update = opt._update_global_epoch
+
+        def update_and_log(grad_scaler):
+            progress = tracker.global_progress
+            if tracker.global_epoch > tracker.local_progress.epoch:
+                why = "epoch"
+            elif progress.samples_accumulated >= tracker.target_batch_size:
+                why = "samples"
+            else:
+                why = "eta"
+            epoch = opt.local_epoch
+            trace.add("ready", epoch, why=why, samples=progress.samples_accumulated, peers=progress.num_peers)
+            try:
+                return update(grad_scaler)
+            finally:
+                trace.add("stepped", epoch)
+
+        opt._update_global_epoch = update_and_log
+        average = opt._average_gradients_and_load_into_optimizer
+
+        def average_and_log(control):
+            try:
+                return average(control)
+            finally:
+                trace.add("averaged", opt.local_epoch)
+
+        opt._average_gradients_and_load_into_optimizer = average_and_log
+        event = tracker.should_report_progress
+        event_set = event.set
+
+        def set_and_log():
+            event_set()
+            if event.is_set():
+                trace.add("report", tracker.local_progress.epoch, samples=tracker.local_progress.samples_accumulated)
+
+        event.set = set_and_log
+
+        def poll_rounds():
+            seen = None
+            while not tracker.shutdown_triggered.is_set():
+                control = opt.scheduled_grads
+                if control is not None and control is not seen and not control.done():
+                    trace.add("scheduled", opt.local_epoch)
+                    seen = control
+                    while not control.done() and not tracker.shutdown_triggered.is_set():
+                        if control.stage == AveragingStage.RUNNING_ALLREDUCE:
+                            trace.add("assembled", opt.local_epoch)
+                            break
+                        time.sleep(0.005)
+                time.sleep(0.005)
+
+        threading.Thread(target=poll_rounds, daemon=True).start()
+
+
 def wait_for_peers(opt, peers: int, timeout: float = 180.0) -> None:
     if peers < 2:
         return
@@ -124,6 +225,7 @@ def run_worker(job: Job) -> dict:
     last_epoch = job.warmup_steps + job.global_steps
     data = make_data(job.batches, job.batch_size)  # one epoch per global step: Lightning steps at epoch ends
     log = StepLog()
+    trace = Trace() if job.trace else None
     batch_ends: list[tuple[float, int]] = []  # plain Lightning: (time, optimizer steps so far)
 
     if job.kind == "lightning":
@@ -165,7 +267,10 @@ def run_worker(job: Job) -> dict:
             matchmaking_time=job.matchmaking_time,
             averaging_timeout=30,
             client_mode=False,
+            tracker_opts=job.tracker_opts or {},
         )
+        if trace is not None:
+            trace.install(opt)
         try:
             opt.load_state_from_peers()
             first = True
@@ -182,7 +287,7 @@ def run_worker(job: Job) -> dict:
         finally:
             opt.shutdown()
             dht.shutdown()
-        return {"steps": log.rows}
+        return {"steps": log.rows, "trace": trace.events if trace else []}
 
     from volunteer import strategy as strategy_module
 
@@ -210,12 +315,15 @@ def run_worker(job: Job) -> dict:
         print_join_message=False,
         progress_report_interval=0 if job.kind == "unthrottled" else 0.5,
         delay_state_averaging=job.kind not in ("foreground", "before"),
+        tracker_opts=job.tracker_opts,
     )
 
     class Stop(L.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             opt = strategy.hivemind_optimizer
             if batch_idx == 0 and trainer.current_epoch == 0:
+                if trace is not None:
+                    trace.install(opt)
                 wait_for_peers(opt, job.peers)
             if opt.local_epoch >= last_epoch:
                 trainer.should_stop = True
@@ -233,7 +341,7 @@ def run_worker(job: Job) -> dict:
         callbacks=[Stop()],
     )
     trainer.fit(Mlp(job.width), data)
-    return {"steps": log.rows}
+    return {"steps": log.rows, "trace": trace.events if trace else []}
 
 
 # -- the analysis ---------------------------------------------------------------------------------------------
@@ -269,6 +377,69 @@ def latencies(peer_steps: list[list], target: int, first: int, last: int) -> lis
             if stepped is not None:
                 found.append(stepped - reached)
     return found
+
+
+def decompose(job: Job, results: list[dict]) -> dict:
+    """``--trace``: per measured global step and peer, the moments of its trace after the swarm's samples
+    reached the target (both peers' step calls merged), in seconds; medians over steps and peers."""
+    first, last = job.warmup_steps, job.warmup_steps + job.global_steps
+    target = job.batches * job.batch_size
+    phases: dict[str, list[float]] = {}
+    reasons: dict[str, int] = {}
+    gaps: list[float] = []
+    for result in results:
+        fetches = [t for t, name, _, _ in result["trace"] if name == "fetch"]
+        gaps += [b - a for a, b in itertools.pairwise(fetches)]
+    for epoch in range(first, last):
+        batches = sorted((enter, size) for r in results for enter, _, before, _, size in r["steps"] if before == epoch)
+        total, reached = 0, None
+        for enter, size in batches:
+            total += size
+            if total >= target:
+                reached = enter
+                break
+        if reached is None:
+            continue
+        readies = []
+        for result in results:
+            events = [(t, name, data) for t, name, e, data in result["trace"] if e == epoch]
+
+            def first_of(name, after=-math.inf, events=events):
+                return next((t for t, n, _ in events if n == name and t >= after), None)
+
+            ready = next(((t, d) for t, n, d in events if n == "ready"), None)
+            if ready is None:
+                continue
+            readies.append(ready[0])
+            reasons[ready[1]["why"]] = reasons.get(ready[1]["why"], 0) + 1
+            marks = {
+                "last report before target": max(
+                    (t for t, n, _ in events if n == "report" and t <= reached), default=None
+                ),
+                "first fetch after target": first_of("fetch", reached),
+                "ready (tracker)": ready[0],
+                "round scheduled": max((t for t, n, _ in events if n == "scheduled" and t <= ready[0]), default=None),
+                "group assembled": first_of("assembled"),
+                "all-reduce done": first_of("averaged"),
+                "stepped": first_of("stepped"),
+            }
+            for name, moment in marks.items():
+                if moment is not None:
+                    phases.setdefault(name, []).append(moment - reached)
+        if len(readies) > 1:
+            phases.setdefault("last peer ready", []).append(max(readies) - reached)
+    return {"phases": phases, "reasons": reasons, "fetch gaps": gaps}
+
+
+def print_decomposition(found: dict) -> None:
+    print("    trace: seconds after the swarm's samples reached the target, median (min, max) over steps and peers")
+    for name, values in found["phases"].items():
+        spread = f"({min(values):.3f}, {max(values):.3f})"
+        print(f"      {name:<27} {statistics.median(values):7.3f} {spread}  n={len(values)}")
+    gaps = found["fetch gaps"]
+    if gaps:
+        print(f"      tracker re-reads: every {statistics.median(gaps):.3f} s (median; min {min(gaps):.3f})")
+    print(f"      why the tracker was ready: {found['reasons']}", flush=True)
 
 
 def analyse(job: Job, results: list[dict]) -> dict:
@@ -323,7 +494,10 @@ def run_job(job: Job, timeout: float) -> dict:
             if worker.poll() is None:
                 os.killpg(worker.pid, 9)
                 worker.wait()
-    return analyse(job, results)
+    found = analyse(job, results)
+    if job.trace:
+        found["decomposition"] = decompose(job, results)
+    return found
 
 
 def calibrate(step_ms: float, batch_size: int) -> tuple[int, float]:
@@ -345,6 +519,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", default="lightning,strategy,before,raw", help=f"among {','.join(RUN_KINDS)}")
     parser.add_argument("--peers", default="1,2", help="peer counts for the hivemind runs: 1, 2 or 1,2")
     parser.add_argument("--window", type=float, default=8.0, help="measure at least this many seconds a run")
+    parser.add_argument("--trace", action="store_true", help="decompose each hivemind run's step latency")
+    parser.add_argument(
+        "--min-refresh",
+        type=float,
+        default=None,
+        help="the tracker's min_refresh_period for every hivemind run (default: the strategy's / hivemind's)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
 
 
@@ -412,6 +593,8 @@ def main() -> None:
                         initial_peers=[str(a) for a in bootstrap.get_visible_maddrs()] if bootstrap else [],
                         run_id=f"ladder-{time.monotonic_ns()}",
                         matchmaking_time=args.matchmaking_time,
+                        trace=args.trace,
+                        tracker_opts=None if args.min_refresh is None else {"min_refresh_period": args.min_refresh},
                     )
                     try:
                         result = run_job(job, timeout=120 + 20 * (warmup + global_steps) * max(epoch_s, 1))
@@ -430,6 +613,8 @@ def main() -> None:
                         f"{result['samples/s']:9.1f} samples/s, {result['steps/s']:6.2f} global steps/s{lat_text}",
                         flush=True,
                     )
+                    if "decomposition" in result:
+                        print_decomposition(result["decomposition"])
             report(measured_runs, batches * args.batch_size)
 
 

@@ -209,6 +209,10 @@ def wait_for_peers(opt, peers: int, timeout: float = 180.0) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"only {opt.tracker.global_progress.num_peers} of {peers} peers after {timeout} s")
         time.sleep(0.05)
+    # forget the wait: hivemind's speed estimate (an EMA, alpha 0.1) would count it as one batch taking
+    # seconds, and its estimates of the time to the target stayed far too long for the next ~80 batches
+    ema = opt.tracker.performance_ema
+    opt.tracker.performance_ema = type(ema)(alpha=ema.alpha)
 
 
 def run_worker(job: Job) -> dict:
@@ -460,7 +464,14 @@ def analyse(job: Job, results: list[dict]) -> dict:
         rates.append(samples / (end - start))
         step_rates.append((last - first) / (end - start))
     target = job.batches * job.batch_size
+    batch_gaps = [  # a batch's time between two step calls that did not step: compute under this load
+        b[1] - a[1]
+        for r in results
+        for a, b in itertools.pairwise(r["steps"])
+        if a[2] == a[3] and b[2] == b[3] and first <= a[2] < last
+    ]
     return {
+        "batch s": statistics.median(batch_gaps) if batch_gaps else None,
         "samples/s": sum(rates),
         "steps/s": statistics.mean(step_rates),
         "latency": latencies([r["steps"] for r in results], target, first, last),
@@ -482,6 +493,7 @@ def run_job(job: Job, timeout: float) -> dict:
         for _ in range(job.peers if job.kind != "lightning" else 1)
     ]
     results = []
+    cpu = CpuMeter([worker.pid for worker in workers])
     try:
         for worker in workers:
             out, _ = worker.communicate(timeout=timeout)
@@ -494,10 +506,71 @@ def run_job(job: Job, timeout: float) -> dict:
             if worker.poll() is None:
                 os.killpg(worker.pid, 9)
                 worker.wait()
+    cpu.stop()
     found = analyse(job, results)
+    if job.kind != "lightning":
+        found["cpu"] = cpu.per_global_step(job, results)
     if job.trace:
         found["decomposition"] = decompose(job, results)
     return found
+
+
+class CpuMeter:
+    """CPU seconds of each worker's process tree, sampled every 0.25 s: the training process itself and the
+    processes hivemind starts for it (its DHT, the gradient and state averagers, and ``p2pd``)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        import threading
+
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._roots = pids
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        last: dict[int, tuple[str, float]] = {}  # pid -> (role, cpu seconds): exited processes keep theirs
+        while not self._done.wait(0.25):
+            for root in self._roots:
+                try:
+                    parent = psutil.Process(root)
+                    tree = [(parent, "training")] + [(p, "") for p in parent.children(recursive=True)]
+                except psutil.Error:
+                    continue
+                for process, role in tree:
+                    try:
+                        times = process.cpu_times()
+                        role = role or ("p2pd" if "p2pd" in process.name() else "hivemind processes")
+                    except psutil.Error:
+                        continue
+                    last[process.pid] = (role, times.user + times.system)
+            totals: dict[str, float] = {}
+            for role, seconds in last.values():
+                totals[role] = totals.get(role, 0.0) + seconds
+            self.samples.append((time.time(), totals))
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def per_global_step(self, job: Job, results: list[dict]) -> dict[str, float]:
+        """CPU seconds per measured global step by role, summed over the peers, and the wall seconds."""
+        first, last = job.warmup_steps, job.warmup_steps + job.global_steps
+        spans = [window(r["steps"], first, last) for r in results]
+        if not self.samples or any(span is None for span in spans):
+            return {}
+        start = max(span[0] for span in spans if span)
+        end = min(span[1] for span in spans if span)
+        before = next((totals for t, totals in reversed(self.samples) if t <= start), None)
+        after = next((totals for t, totals in self.samples if t >= end), None)
+        if before is None or after is None or end <= start:
+            return {}
+        steps = (end - start) * statistics.mean((last - first) / (span[1] - span[0]) for span in spans if span)
+        found = {role: (after[role] - before.get(role, 0.0)) / steps for role in after}
+        found["wall"] = (end - start) / steps
+        return found
 
 
 def calibrate(step_ms: float, batch_size: int) -> tuple[int, float]:
@@ -608,11 +681,19 @@ def main() -> None:
                     measured_runs[(kind, peers)].append(result)
                     lat = result.get("latency")
                     lat_text = f", step latency median {statistics.median(lat) * 1000:.0f} ms" if lat else ""
+                    if result.get("batch s"):
+                        lat_text += f", a batch {result['batch s'] * 1000:.1f} ms"
                     print(
                         f"  repeat {repeat + 1} {kind:<9} {peers} peer(s) "
                         f"{result['samples/s']:9.1f} samples/s, {result['steps/s']:6.2f} global steps/s{lat_text}",
                         flush=True,
                     )
+                    if result.get("cpu"):
+                        print(
+                            "    CPU seconds per global step (all peers): "
+                            + ", ".join(f"{role} {value:.3f}" for role, value in sorted(result["cpu"].items())),
+                            flush=True,
+                        )
                     if "decomposition" in result:
                         print_decomposition(result["decomposition"])
             report(measured_runs, batches * args.batch_size)

@@ -99,7 +99,9 @@ class HivemindStrategy(Strategy):
             model a third of its throughput; peers read progress every 0.5 s or more anyway. The first report
             of a global step, every report within two batches of the target and, with other peers, within two
             intervals of its estimated time go out at once, so that no peer waits for them. 0 publishes after
-            every step. Default: 0.5, or 5 in diloco mode.
+            every step. Default: 0.5, or 5 in diloco mode. Whatever the interval, with other peers training
+            the tracker re-reads the swarm's progress at once when its estimate of the time to the target is
+            later than this peer alone would need (a stale estimate; otherwise it waits up to 10 s).
         keep_swarm: While training, find the other peers again after a partition or a dead bootstrap
             (``volunteer.swarm.keeper``): dial every peer ever seen, and hold global steps while cut off.
         swarm_keeper_opts: Keyword arguments for :class:`volunteer.swarm.keeper.SwarmKeeper` (``interval``,

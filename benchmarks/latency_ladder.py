@@ -15,6 +15,8 @@ In every cell these runs alternate, each in a fresh process on one torch thread,
   not run unless asked for;
 * ``foreground``: the strategy averaging parameters in the foreground (``delay_state_averaging=False``, its
   default before issue 14), not run unless asked for;
+* ``reuse``: the strategy with ``reuse_grad_buffers=True`` (hivemind accumulates in the parameters' own
+  ``.grad`` instead of copying every batch's gradients into its accumulators), not run unless asked for;
 * ``raw``: a hand-written ``hivemind.Optimizer`` loop without Lightning, hivemind 1.1.12 as released apart
   from the matchmaking rate limit of ``volunteer.swarm.hivemind_patches`` (without it hivemind's matchmaking busy
   loop dominates every figure; ``benchmarks.strategy_overhead`` measures that separately).
@@ -49,7 +51,7 @@ import time
 from dataclasses import asdict, dataclass
 
 RESULT_PREFIX = "LADDER-RESULT "
-RUN_KINDS = ("lightning", "strategy", "before", "raw", "window", "unthrottled", "foreground")
+RUN_KINDS = ("lightning", "strategy", "before", "raw", "window", "unthrottled", "foreground", "reuse")
 
 
 @dataclass(frozen=True)
@@ -320,6 +322,7 @@ def run_worker(job: Job) -> dict:
         progress_report_interval=0 if job.kind == "unthrottled" else 0.5,
         delay_state_averaging=job.kind not in ("foreground", "before"),
         tracker_opts=job.tracker_opts,
+        reuse_grad_buffers=job.kind == "reuse",
     )
 
     class Stop(L.Callback):

@@ -32,6 +32,11 @@ Lightning computes that batch, for the strategy) (summed over both peers' calls)
 the end of the call in which this peer's optimizer stepped. Medians over repeats; for two peers the
 samples/s is the swarm's (the sum of both peers'), and the ratio is against one peer of the same run kind.
 
+Every hivemind run also prints the CPU seconds per global step of the training processes, of hivemind's
+own processes (DHT, averagers) and of ``p2pd``, and one batch's time; ``--trace`` decomposes the latency
+on every peer (``Trace``: tracker re-reads, ready, round scheduled, group assembled, all-reduce done,
+stepped).
+
     python -m benchmarks.latency_ladder --quick                     # one small cell, a smoke run
     python -m benchmarks.latency_ladder                             # the whole ladder (long)
     python -m benchmarks.latency_ladder --step-ms 20 --batches 10,32 --runs lightning,strategy,before

@@ -15,6 +15,8 @@ In every cell these runs alternate, each in a fresh process on one torch thread,
   not run unless asked for;
 * ``foreground``: the strategy averaging parameters in the foreground (``delay_state_averaging=False``, its
   default before issue 14), not run unless asked for;
+* ``reuse``: the strategy with ``reuse_grad_buffers=True`` (hivemind accumulates in the parameters' own
+  ``.grad`` instead of copying every batch's gradients into its accumulators), not run unless asked for;
 * ``raw``: a hand-written ``hivemind.Optimizer`` loop without Lightning, hivemind 1.1.12 as released apart
   from the matchmaking rate limit of ``volunteer.swarm.hivemind_patches`` (without it hivemind's matchmaking busy
   loop dominates every figure; ``benchmarks.strategy_overhead`` measures that separately).
@@ -30,6 +32,11 @@ Lightning computes that batch, for the strategy) (summed over both peers' calls)
 the end of the call in which this peer's optimizer stepped. Medians over repeats; for two peers the
 samples/s is the swarm's (the sum of both peers'), and the ratio is against one peer of the same run kind.
 
+Every hivemind run also prints the CPU seconds per global step of the training processes, of hivemind's
+own processes (DHT, averagers) and of ``p2pd``, and one batch's time; ``--trace`` decomposes the latency
+on every peer (``Trace``: tracker re-reads, ready, round scheduled, group assembled, all-reduce done,
+stepped).
+
     python -m benchmarks.latency_ladder --quick                     # one small cell, a smoke run
     python -m benchmarks.latency_ladder                             # the whole ladder (long)
     python -m benchmarks.latency_ladder --step-ms 20 --batches 10,32 --runs lightning,strategy,before
@@ -38,6 +45,7 @@ samples/s is the swarm's (the sum of both peers'), and the ratio is against one 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -48,7 +56,7 @@ import time
 from dataclasses import asdict, dataclass
 
 RESULT_PREFIX = "LADDER-RESULT "
-RUN_KINDS = ("lightning", "strategy", "before", "raw", "window", "unthrottled", "foreground")
+RUN_KINDS = ("lightning", "strategy", "before", "raw", "window", "unthrottled", "foreground", "reuse")
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,8 @@ class Job:
     initial_peers: list[str]
     run_id: str
     matchmaking_time: float
+    trace: bool = False
+    tracker_opts: dict | None = None
 
 
 # -- the worker: one peer in its own process ---------------------------------------------------------------
@@ -100,6 +110,104 @@ class StepLog:
         hivemind.Optimizer.step = step
 
 
+class Trace:
+    """``--trace``: timestamps of what happens between "the target is reached" and "stepped" in one peer.
+
+    Installed on the optimizer's instances (hivemind's and our patched methods stay as they are):
+
+    * ``fetch``: the tracker re-read the swarm's progress from the DHT (samples it saw, its ETA);
+    * ``ready``: ``Optimizer.step`` found ``tracker.ready_to_update_epoch`` and began ``_update_global_epoch``,
+      with the reason (``samples``: the swarm's samples reached the target; ``epoch``: another peer is
+      already in a later global step; ``eta``: hivemind's time estimate passed);
+    * ``scheduled``: a gradient round was scheduled (matchmaking began), ``assembled``: its group was
+      assembled and the all-reduce began (the round's stage, polled every 5 ms), ``averaged``: the foreground
+      wait for the all-reduce ended;
+    * ``stepped``: ``_update_global_epoch`` returned (optimizer step done, state round handed to the
+      background); ``report``: a progress record handed to the reporter thread (its publication).
+    """
+
+    def __init__(self) -> None:
+        self.events: list[tuple[float, str, int, dict]] = []
+
+    def add(self, name: str, epoch: int, **data) -> None:
+        self.events.append((time.time(), name, epoch, data))
+
+    def install(self, opt) -> None:
+        import threading
+
+        from hivemind.averaging.control import AveragingStage
+        from hivemind.utils import get_dht_time
+
+        tracker, trace = opt.tracker, self
+        parse = tracker._parse_swarm_progress_data
+
+        def parse_and_log(metadata):
+            progress = parse(metadata)
+            trace.add(
+                "fetch",
+                tracker.local_progress.epoch,
+                samples=progress.samples_accumulated,
+                peers=progress.num_peers,
+                global_epoch=progress.epoch,
+                eta=progress.eta_next_epoch - get_dht_time(),
+            )
+            return progress
+
+        tracker._parse_swarm_progress_data = parse_and_log
+        update = opt._update_global_epoch
+
+        def update_and_log(grad_scaler):
+            progress = tracker.global_progress
+            if tracker.global_epoch > tracker.local_progress.epoch:
+                why = "epoch"
+            elif progress.samples_accumulated >= tracker.target_batch_size:
+                why = "samples"
+            else:
+                why = "eta"
+            epoch = opt.local_epoch
+            trace.add("ready", epoch, why=why, samples=progress.samples_accumulated, peers=progress.num_peers)
+            try:
+                return update(grad_scaler)
+            finally:
+                trace.add("stepped", epoch)
+
+        opt._update_global_epoch = update_and_log
+        average = opt._average_gradients_and_load_into_optimizer
+
+        def average_and_log(control):
+            try:
+                return average(control)
+            finally:
+                trace.add("averaged", opt.local_epoch)
+
+        opt._average_gradients_and_load_into_optimizer = average_and_log
+        event = tracker.should_report_progress
+        event_set = event.set
+
+        def set_and_log():
+            event_set()
+            if event.is_set():
+                trace.add("report", tracker.local_progress.epoch, samples=tracker.local_progress.samples_accumulated)
+
+        event.set = set_and_log
+
+        def poll_rounds():
+            seen = None
+            while not tracker.shutdown_triggered.is_set():
+                control = opt.scheduled_grads
+                if control is not None and control is not seen and not control.done():
+                    trace.add("scheduled", opt.local_epoch)
+                    seen = control
+                    while not control.done() and not tracker.shutdown_triggered.is_set():
+                        if control.stage == AveragingStage.RUNNING_ALLREDUCE:
+                            trace.add("assembled", opt.local_epoch)
+                            break
+                        time.sleep(0.005)
+                time.sleep(0.005)
+
+        threading.Thread(target=poll_rounds, daemon=True).start()
+
+
 def wait_for_peers(opt, peers: int, timeout: float = 180.0) -> None:
     if peers < 2:
         return
@@ -108,6 +216,10 @@ def wait_for_peers(opt, peers: int, timeout: float = 180.0) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"only {opt.tracker.global_progress.num_peers} of {peers} peers after {timeout} s")
         time.sleep(0.05)
+    # forget the wait: hivemind's speed estimate (an EMA, alpha 0.1) would count it as one batch taking
+    # seconds, and its estimates of the time to the target stayed far too long for the next ~80 batches
+    ema = opt.tracker.performance_ema
+    opt.tracker.performance_ema = type(ema)(alpha=ema.alpha)
 
 
 def run_worker(job: Job) -> dict:
@@ -124,6 +236,7 @@ def run_worker(job: Job) -> dict:
     last_epoch = job.warmup_steps + job.global_steps
     data = make_data(job.batches, job.batch_size)  # one epoch per global step: Lightning steps at epoch ends
     log = StepLog()
+    trace = Trace() if job.trace else None
     batch_ends: list[tuple[float, int]] = []  # plain Lightning: (time, optimizer steps so far)
 
     if job.kind == "lightning":
@@ -165,7 +278,10 @@ def run_worker(job: Job) -> dict:
             matchmaking_time=job.matchmaking_time,
             averaging_timeout=30,
             client_mode=False,
+            tracker_opts=job.tracker_opts or {},
         )
+        if trace is not None:
+            trace.install(opt)
         try:
             opt.load_state_from_peers()
             first = True
@@ -182,7 +298,7 @@ def run_worker(job: Job) -> dict:
         finally:
             opt.shutdown()
             dht.shutdown()
-        return {"steps": log.rows}
+        return {"steps": log.rows, "trace": trace.events if trace else []}
 
     from volunteer import strategy as strategy_module
 
@@ -210,12 +326,16 @@ def run_worker(job: Job) -> dict:
         print_join_message=False,
         progress_report_interval=0 if job.kind == "unthrottled" else 0.5,
         delay_state_averaging=job.kind not in ("foreground", "before"),
+        tracker_opts=job.tracker_opts,
+        reuse_grad_buffers=job.kind == "reuse",
     )
 
     class Stop(L.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             opt = strategy.hivemind_optimizer
             if batch_idx == 0 and trainer.current_epoch == 0:
+                if trace is not None:
+                    trace.install(opt)
                 wait_for_peers(opt, job.peers)
             if opt.local_epoch >= last_epoch:
                 trainer.should_stop = True
@@ -233,7 +353,7 @@ def run_worker(job: Job) -> dict:
         callbacks=[Stop()],
     )
     trainer.fit(Mlp(job.width), data)
-    return {"steps": log.rows}
+    return {"steps": log.rows, "trace": trace.events if trace else []}
 
 
 # -- the analysis ---------------------------------------------------------------------------------------------
@@ -271,6 +391,69 @@ def latencies(peer_steps: list[list], target: int, first: int, last: int) -> lis
     return found
 
 
+def decompose(job: Job, results: list[dict]) -> dict:
+    """``--trace``: per measured global step and peer, the moments of its trace after the swarm's samples
+    reached the target (both peers' step calls merged), in seconds; medians over steps and peers."""
+    first, last = job.warmup_steps, job.warmup_steps + job.global_steps
+    target = job.batches * job.batch_size
+    phases: dict[str, list[float]] = {}
+    reasons: dict[str, int] = {}
+    gaps: list[float] = []
+    for result in results:
+        fetches = [t for t, name, _, _ in result["trace"] if name == "fetch"]
+        gaps += [b - a for a, b in itertools.pairwise(fetches)]
+    for epoch in range(first, last):
+        batches = sorted((enter, size) for r in results for enter, _, before, _, size in r["steps"] if before == epoch)
+        total, reached = 0, None
+        for enter, size in batches:
+            total += size
+            if total >= target:
+                reached = enter
+                break
+        if reached is None:
+            continue
+        readies = []
+        for result in results:
+            events = [(t, name, data) for t, name, e, data in result["trace"] if e == epoch]
+
+            def first_of(name, after=-math.inf, events=events):
+                return next((t for t, n, _ in events if n == name and t >= after), None)
+
+            ready = next(((t, d) for t, n, d in events if n == "ready"), None)
+            if ready is None:
+                continue
+            readies.append(ready[0])
+            reasons[ready[1]["why"]] = reasons.get(ready[1]["why"], 0) + 1
+            marks = {
+                "last report before target": max(
+                    (t for t, n, _ in events if n == "report" and t <= reached), default=None
+                ),
+                "first fetch after target": first_of("fetch", reached),
+                "ready (tracker)": ready[0],
+                "round scheduled": max((t for t, n, _ in events if n == "scheduled" and t <= ready[0]), default=None),
+                "group assembled": first_of("assembled"),
+                "all-reduce done": first_of("averaged"),
+                "stepped": first_of("stepped"),
+            }
+            for name, moment in marks.items():
+                if moment is not None:
+                    phases.setdefault(name, []).append(moment - reached)
+        if len(readies) > 1:
+            phases.setdefault("last peer ready", []).append(max(readies) - reached)
+    return {"phases": phases, "reasons": reasons, "fetch gaps": gaps}
+
+
+def print_decomposition(found: dict) -> None:
+    print("    trace: seconds after the swarm's samples reached the target, median (min, max) over steps and peers")
+    for name, values in found["phases"].items():
+        spread = f"({min(values):.3f}, {max(values):.3f})"
+        print(f"      {name:<27} {statistics.median(values):7.3f} {spread}  n={len(values)}")
+    gaps = found["fetch gaps"]
+    if gaps:
+        print(f"      tracker re-reads: every {statistics.median(gaps):.3f} s (median; min {min(gaps):.3f})")
+    print(f"      why the tracker was ready: {found['reasons']}", flush=True)
+
+
 def analyse(job: Job, results: list[dict]) -> dict:
     """samples/s computed (the swarm's, summed over peers), global steps/s and the step latencies."""
     first, last = job.warmup_steps, job.warmup_steps + job.global_steps
@@ -289,7 +472,14 @@ def analyse(job: Job, results: list[dict]) -> dict:
         rates.append(samples / (end - start))
         step_rates.append((last - first) / (end - start))
     target = job.batches * job.batch_size
+    batch_gaps = [  # a batch's time between two step calls that did not step: compute under this load
+        b[1] - a[1]
+        for r in results
+        for a, b in itertools.pairwise(r["steps"])
+        if a[2] == a[3] and b[2] == b[3] and first <= a[2] < last
+    ]
     return {
+        "batch s": statistics.median(batch_gaps) if batch_gaps else None,
         "samples/s": sum(rates),
         "steps/s": statistics.mean(step_rates),
         "latency": latencies([r["steps"] for r in results], target, first, last),
@@ -311,6 +501,7 @@ def run_job(job: Job, timeout: float) -> dict:
         for _ in range(job.peers if job.kind != "lightning" else 1)
     ]
     results = []
+    cpu = CpuMeter([worker.pid for worker in workers])
     try:
         for worker in workers:
             out, _ = worker.communicate(timeout=timeout)
@@ -323,7 +514,71 @@ def run_job(job: Job, timeout: float) -> dict:
             if worker.poll() is None:
                 os.killpg(worker.pid, 9)
                 worker.wait()
-    return analyse(job, results)
+    cpu.stop()
+    found = analyse(job, results)
+    if job.kind != "lightning":
+        found["cpu"] = cpu.per_global_step(job, results)
+    if job.trace:
+        found["decomposition"] = decompose(job, results)
+    return found
+
+
+class CpuMeter:
+    """CPU seconds of each worker's process tree, sampled every 0.25 s: the training process itself and the
+    processes hivemind starts for it (its DHT, the gradient and state averagers, and ``p2pd``)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        import threading
+
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self._roots = pids
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        last: dict[int, tuple[str, float]] = {}  # pid -> (role, cpu seconds): exited processes keep theirs
+        while not self._done.wait(0.25):
+            for root in self._roots:
+                try:
+                    parent = psutil.Process(root)
+                    tree = [(parent, "training")] + [(p, "") for p in parent.children(recursive=True)]
+                except psutil.Error:
+                    continue
+                for process, role in tree:
+                    try:
+                        times = process.cpu_times()
+                        role = role or ("p2pd" if "p2pd" in process.name() else "hivemind processes")
+                    except psutil.Error:
+                        continue
+                    last[process.pid] = (role, times.user + times.system)
+            totals: dict[str, float] = {}
+            for role, seconds in last.values():
+                totals[role] = totals.get(role, 0.0) + seconds
+            self.samples.append((time.time(), totals))
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def per_global_step(self, job: Job, results: list[dict]) -> dict[str, float]:
+        """CPU seconds per measured global step by role, summed over the peers, and the wall seconds."""
+        first, last = job.warmup_steps, job.warmup_steps + job.global_steps
+        spans = [window(r["steps"], first, last) for r in results]
+        if not self.samples or any(span is None for span in spans):
+            return {}
+        start = max(span[0] for span in spans if span)
+        end = min(span[1] for span in spans if span)
+        before = next((totals for t, totals in reversed(self.samples) if t <= start), None)
+        after = next((totals for t, totals in self.samples if t >= end), None)
+        if before is None or after is None or end <= start:
+            return {}
+        steps = (end - start) * statistics.mean((last - first) / (span[1] - span[0]) for span in spans if span)
+        found = {role: (after[role] - before.get(role, 0.0)) / steps for role in after}
+        found["wall"] = (end - start) / steps
+        return found
 
 
 def calibrate(step_ms: float, batch_size: int) -> tuple[int, float]:
@@ -345,6 +600,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", default="lightning,strategy,before,raw", help=f"among {','.join(RUN_KINDS)}")
     parser.add_argument("--peers", default="1,2", help="peer counts for the hivemind runs: 1, 2 or 1,2")
     parser.add_argument("--window", type=float, default=8.0, help="measure at least this many seconds a run")
+    parser.add_argument("--trace", action="store_true", help="decompose each hivemind run's step latency")
+    parser.add_argument(
+        "--min-refresh",
+        type=float,
+        default=None,
+        help="the tracker's min_refresh_period for every hivemind run (default: the strategy's / hivemind's)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
 
 
@@ -412,6 +674,8 @@ def main() -> None:
                         initial_peers=[str(a) for a in bootstrap.get_visible_maddrs()] if bootstrap else [],
                         run_id=f"ladder-{time.monotonic_ns()}",
                         matchmaking_time=args.matchmaking_time,
+                        trace=args.trace,
+                        tracker_opts=None if args.min_refresh is None else {"min_refresh_period": args.min_refresh},
                     )
                     try:
                         result = run_job(job, timeout=120 + 20 * (warmup + global_steps) * max(epoch_s, 1))
@@ -425,11 +689,21 @@ def main() -> None:
                     measured_runs[(kind, peers)].append(result)
                     lat = result.get("latency")
                     lat_text = f", step latency median {statistics.median(lat) * 1000:.0f} ms" if lat else ""
+                    if result.get("batch s"):
+                        lat_text += f", a batch {result['batch s'] * 1000:.1f} ms"
                     print(
                         f"  repeat {repeat + 1} {kind:<9} {peers} peer(s) "
                         f"{result['samples/s']:9.1f} samples/s, {result['steps/s']:6.2f} global steps/s{lat_text}",
                         flush=True,
                     )
+                    if result.get("cpu"):
+                        print(
+                            "    CPU seconds per global step (all peers): "
+                            + ", ".join(f"{role} {value:.3f}" for role, value in sorted(result["cpu"].items())),
+                            flush=True,
+                        )
+                    if "decomposition" in result:
+                        print_decomposition(result["decomposition"])
             report(measured_runs, batches * args.batch_size)
 
 

@@ -99,7 +99,9 @@ class HivemindStrategy(Strategy):
             model a third of its throughput; peers read progress every 0.5 s or more anyway. The first report
             of a global step, every report within two batches of the target and, with other peers, within two
             intervals of its estimated time go out at once, so that no peer waits for them. 0 publishes after
-            every step. Default: 0.5, or 5 in diloco mode.
+            every step. Default: 0.5, or 5 in diloco mode. Whatever the interval, with other peers training
+            the tracker re-reads the swarm's progress at once when its estimate of the time to the target is
+            later than this peer alone would need (a stale estimate; otherwise it waits up to 10 s).
         keep_swarm: While training, find the other peers again after a partition or a dead bootstrap
             (``volunteer.swarm.keeper``): dial every peer ever seen, and hold global steps while cut off.
         swarm_keeper_opts: Keyword arguments for :class:`volunteer.swarm.keeper.SwarmKeeper` (``interval``,
@@ -675,10 +677,10 @@ class HivemindStrategy(Strategy):
         self.set_communication_interval(self._communication_interval)
         meter_state_loads(opt, self._transfers)
         self._watch_gradient_rounds(opt)
-        if self.progress_report_interval > 0:
-            from volunteer.swarm.hivemind_private import throttle_progress_reports
+        from volunteer.swarm.hivemind_private import throttle_progress_reports
 
-            throttle_progress_reports(opt.tracker, _ThrottledEvent(self.progress_report_interval, opt.tracker))
+        # installed with an interval of 0 as well: it also makes the tracker re-read a stale estimate
+        throttle_progress_reports(opt.tracker, _ThrottledEvent(self.progress_report_interval, opt.tracker))
         if self._resumed_optimizer_state is not None:
             opt.load_state_dict(self._resumed_optimizer_state)
             self._resumed_optimizer_state = None
@@ -996,6 +998,13 @@ class _ThrottledEvent(threading.Event):
       tests above, and two peers stepped up to twice as late throttled as not;
     * the tracker's own ``set()`` at shutdown, which wakes its reporter thread to stop (throttled, the
       reporter slept on and every shutdown waited ``shutdown_timeout``).
+
+    Every report also checks the tracker's view of the swarm (``_reread_if_stale``): with other peers seen,
+    when its estimated time to the target is later than this peer alone would need, the estimate is stale and
+    the tracker re-reads the swarm now (at most once per ``min_refresh_period``) instead of at the time it
+    set at its last re-read (up to ``max_refresh_period``, 10 s, later). Until it re-reads, the tracker counts
+    only this peer's own samples: two peers of the ladder each computed the whole target alone, for up to
+    10 s of global steps, after an estimate taken while their speed records were low (issue 14).
     """
 
     URGENT_BATCHES = 2
@@ -1011,6 +1020,9 @@ class _ThrottledEvent(threading.Event):
         self._batch = 0
         self._epoch_started: float | None = None
         self._last_step_seconds = float("inf")
+        self._view: object = None  # the tracker's last GlobalTrainingProgress (a new object at each re-read)
+        self._view_seen = -float("inf")
+        self.rereads = 0
 
     def set(self) -> None:
         urgent = self._urgent()  # first: it follows every report, published or not
@@ -1018,6 +1030,30 @@ class _ThrottledEvent(threading.Event):
         if urgent or now - self._last >= self.interval:
             self._last = now
             super().set()
+        self._reread_if_stale(now)
+
+    def _reread_if_stale(self, now: float) -> None:
+        tracker = self.tracker
+        if tracker is None or tracker.shutdown_triggered.is_set():
+            return
+        swarm = tracker.global_progress
+        if swarm is not self._view:  # the fetcher re-read the swarm since the last report
+            self._view, self._view_seen = swarm, now
+        if swarm.num_peers <= 1 or now - self._view_seen < tracker.min_refresh_period:
+            return
+        dht_now = get_dht_time()
+        if swarm.next_fetch_time - dht_now <= tracker.min_refresh_period:
+            return  # a re-read is due anyway
+        speed = tracker.performance_ema.samples_per_second
+        if speed <= 0:
+            return
+        alone = max(0, tracker.target_batch_size - swarm.samples_accumulated) / speed
+        # later than this peer alone would reach the target (or no estimate at all, after a global step)
+        if swarm.eta_next_epoch - dht_now > alone + max(self.interval, tracker.min_refresh_period):
+            swarm.next_fetch_time = dht_now
+            self._view_seen = now
+            self.rereads += 1
+            tracker.global_state_updated.set()  # the fetcher recomputes its wait: none is left
 
     def _urgent(self) -> bool:
         tracker = self.tracker

@@ -9,6 +9,7 @@ twice the target before stepping. These tests count batches, not seconds, so a s
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 
 import lightning as L
@@ -237,3 +238,41 @@ def test_with_other_peers_short_global_steps_are_not_throttled(tracker):
     event.clear()
     tracker.report_local_progress(1, 10)
     assert event.is_set(), "with others and short global steps: at once"
+
+
+def test_with_other_peers_a_stale_estimate_is_read_again_at_once(tracker):
+    """Until its tracker re-reads the swarm, a peer counts only its own samples toward the target. hivemind
+    re-reads at the time its last estimate set, up to 10 s later: after an estimate taken while the peers'
+    speed records were low, two peers of the ladder each computed the whole target alone, for 10 s of global
+    steps (issue 14). An estimate later than this peer alone would need is stale: the tracker reads again."""
+    from hivemind.utils import get_dht_time
+
+    from volunteer.strategy import _ThrottledEvent
+
+    event = _ThrottledEvent(0.0, tracker)
+    tracker.should_report_progress = event
+    tracker.min_refresh_period = 0.05
+    for samples in (10, 20):
+        tracker.report_local_progress(0, samples)  # reports microseconds apart: a fast peer
+    progress = tracker.global_progress
+    progress.num_peers = 2
+    progress.eta_next_epoch = get_dht_time() + 1.0  # this peer alone needs far less than that
+    progress.next_fetch_time = get_dht_time() + 1.0
+    tracker.report_local_progress(0, 30)
+    assert not tracker.global_state_updated.is_set(), "within min_refresh_period of the last re-read: not yet"
+    time.sleep(0.1)
+    progress.eta_next_epoch = get_dht_time() + 1.0
+    tracker.report_local_progress(0, 40)
+    assert progress.next_fetch_time <= get_dht_time(), "the stale estimate is read again now"
+    assert tracker.global_state_updated.is_set(), "the fetcher is woken to read it"
+    assert event.rereads == 1
+    tracker.global_state_updated.clear()
+    tracker.global_progress = fresh = dataclasses.replace(progress, next_fetch_time=get_dht_time() + 1.0)
+    fresh.eta_next_epoch = get_dht_time() + 1e-3  # an estimate this peer could well meet: left alone
+    time.sleep(0.1)
+    tracker.report_local_progress(0, 50)
+    assert not tracker.global_state_updated.is_set() and fresh.next_fetch_time > get_dht_time()
+    fresh.num_peers = 1
+    fresh.eta_next_epoch = get_dht_time() + 1.0
+    tracker.report_local_progress(0, 60)
+    assert not tracker.global_state_updated.is_set(), "alone: nothing to read from others"

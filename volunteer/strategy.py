@@ -35,6 +35,7 @@ from volunteer.protocol import SwarmProgress
 from volunteer.stats import Transfer, Wire
 from volunteer.swarm import reachability
 from volunteer.swarm.hivemind_patches import apply_group_patches, apply_hivemind_patches, apply_step_patches
+from volunteer.swarm.hivemind_private import reread_progress_now
 from volunteer.swarm.keeper import SoloGuard, SwarmKeeper, swarm_keeper_env
 from volunteer.swarm.multiaddrs import parse_listen_addresses, parse_peers
 from volunteer.transfer import TransferMeter, count_state_bytes, meter_state_loads
@@ -1049,11 +1050,10 @@ class _ThrottledEvent(threading.Event):
             return
         alone = max(0, tracker.target_batch_size - swarm.samples_accumulated) / speed
         # later than this peer alone would reach the target (or no estimate at all, after a global step)
-        if swarm.eta_next_epoch - dht_now > alone + max(self.interval, tracker.min_refresh_period):
-            swarm.next_fetch_time = dht_now
+        late = swarm.eta_next_epoch - dht_now > alone + max(self.interval, tracker.min_refresh_period)
+        if late and reread_progress_now(tracker, dht_now):
             self._view_seen = now
             self.rereads += 1
-            tracker.global_state_updated.set()  # the fetcher recomputes its wait: none is left
 
     def _urgent(self) -> bool:
         tracker = self.tracker

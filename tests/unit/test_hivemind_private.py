@@ -12,7 +12,7 @@ from hivemind.optim.progress_tracker import ProgressTracker
 from hivemind.p2p.p2p_daemon_bindings.p2pclient import Client
 
 from volunteer.swarm import hivemind_private, source_guard
-from volunteer.swarm.hivemind_private import dial, throttle_progress_reports
+from volunteer.swarm.hivemind_private import dial, reread_progress_now, throttle_progress_reports
 
 
 class _Tracker:
@@ -31,6 +31,8 @@ def test_the_sources_relied_on_are_hivemind_1_1_12s() -> None:
     assert source_guard.source_sha256(reporter) == hivemind_private.REPORTER_SOURCE_SHA256
     connect = Client.__dict__["connect"]
     assert source_guard.source_sha256(connect) == hivemind_private.CONNECT_SOURCE_SHA256
+    fetcher = ProgressTracker.__dict__["_progress_fetcher"]
+    assert source_guard.source_sha256(fetcher) == hivemind_private.FETCHER_SOURCE_SHA256
 
 
 def test_the_throttle_swaps_the_event_and_wakes_the_old_one() -> None:
@@ -54,6 +56,28 @@ def test_another_hivemind_keeps_its_own_event_with_one_log_line(
         assert throttle_progress_reports(tracker, threading.Event()) is False
     assert tracker.should_report_progress is old and not old.is_set()
     assert len([r for r in caplog.records if "progress report throttle" in r.getMessage()]) == 1
+
+
+class _FetchingTracker:
+    def __init__(self) -> None:
+        self.global_progress = type("Progress", (), {"next_fetch_time": 1e9})()
+        self.global_state_updated = threading.Event()
+
+
+def test_a_reread_moves_the_fetch_to_now_and_wakes_the_fetcher() -> None:
+    tracker = _FetchingTracker()
+    assert reread_progress_now(tracker, 123.0) is True
+    assert tracker.global_progress.next_fetch_time == 123.0 and tracker.global_state_updated.is_set()
+
+
+def test_another_hiveminds_fetcher_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def changed_upstream(self: object) -> None:  # stands in for a hivemind that changed the fetcher
+        pass
+
+    monkeypatch.setattr(ProgressTracker, "_progress_fetcher", changed_upstream)
+    tracker = _FetchingTracker()
+    assert reread_progress_now(tracker, 123.0) is False
+    assert tracker.global_progress.next_fetch_time == 1e9 and not tracker.global_state_updated.is_set()
 
 
 def test_dial_needs_the_daemon_client_it_was_checked_against(monkeypatch: pytest.MonkeyPatch) -> None:

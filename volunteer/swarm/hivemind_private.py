@@ -1,4 +1,4 @@
-"""The two places volunteer reaches into hivemind 1.1.12's private parts, each guarded as the patches are.
+"""The three places volunteer reaches into hivemind 1.1.12's private parts, each guarded as the patches are.
 
 Like :mod:`volunteer.swarm.hivemind_patches`, each reach is checked against the exact hivemind version and the
 sha256 of the source it relies on; on any other hivemind it is skipped, with one log line, and what it was
@@ -10,6 +10,13 @@ the tracker's ``should_report_progress`` event (``_progress_reporter``, which re
 every round); ``report_local_progress`` sets it after every local step. The strategy swaps in an event that
 lets fewer of those sets through (``strategy._ThrottledEvent``). That works only while the reporter reads
 the attribute each round, as 1.1.12's does.
+
+**Re-reading the swarm's progress now** (:func:`reread_progress_now`, used by ``strategy._ThrottledEvent``).
+hivemind's tracker re-reads the swarm's progress from the DHT at a time it sets after each read, up to
+``max_refresh_period`` (10 s) later, from an estimate that can be stale; until then it counts only this peer's
+samples. Its fetcher (``_progress_fetcher``) waits until ``global_progress.next_fetch_time`` or until
+``global_state_updated`` is set, and then computes its wait again: setting the time to now and the event
+wakes it for a read at once.
 
 **Dialling a peer at given addresses** (:func:`dial`, used by the host's pings). hivemind's public ``P2P``
 has no call that connects to a peer at addresses we name: the host checks that the long-lived peers in its
@@ -31,6 +38,8 @@ log = logging.getLogger(__name__)
 
 REPORTER_SOURCE_SHA256 = "affc9ed95108eacfeedc2d4be46ebbb467317faa375a0eef1e098a347a02b248"
 """The sha256 of ``inspect.getsource(ProgressTracker._progress_reporter)`` in hivemind 1.1.12."""
+FETCHER_SOURCE_SHA256 = "ed458942519098a2fa56fa7e9d7a263a517eec4d33aa5e3bf8334a5258d5e36c"
+"""The sha256 of ``inspect.getsource(ProgressTracker._progress_fetcher)`` in hivemind 1.1.12."""
 CONNECT_SOURCE_SHA256 = "4a93e314e2e3640af0042ae507a65a9faa9b8b668d6d1c66351ab1b86a61e1e1"
 """The sha256 of ``inspect.getsource(p2pclient.Client.connect)`` in hivemind 1.1.12."""
 
@@ -49,6 +58,22 @@ def throttle_progress_reports(tracker: Any, event: threading.Event) -> bool:
     waiting_on = tracker.should_report_progress
     tracker.should_report_progress = event
     waiting_on.set()  # wake the reporter, which is waiting on the old event, so it switches now
+    return True
+
+
+def reread_progress_now(tracker: Any, now: float) -> bool:
+    """Make ``tracker``'s fetcher read the swarm's progress from the DHT now (``now``: hivemind's DHT time).
+
+    Returns:
+        Whether it was asked: False on a hivemind whose fetcher may not wake for it.
+    """
+    from hivemind.optim.progress_tracker import ProgressTracker
+
+    fetcher = ProgressTracker.__dict__.get("_progress_fetcher")
+    if not matches("progress re-read", [(fetcher, FETCHER_SOURCE_SHA256)]):
+        return False
+    tracker.global_progress.next_fetch_time = now
+    tracker.global_state_updated.set()  # the fetcher computes its wait again: none is left
     return True
 
 

@@ -115,6 +115,8 @@ class Incarnation:
     """Its ledger when it started (zeros for the first run)."""
     launched: float
     training_at: float | None = None
+    credited_at: float | None = None
+    """When it first gained swarm credit (its first joint global step)."""
     last_credit: float = 0.0
     stopped: float | None = None
     how: str = ""
@@ -331,12 +333,16 @@ class Churn:
                 )
             if counting and s["swarm_samples"] < inc.base["swarm_samples"]:
                 self._violation(f"{name}: swarm samples {s['swarm_samples']} below its ledger's at start")
+            if not counting:
+                continue
             previous, inc.last = inc.last, s
-            if s["state"] in ("training", "reconnecting") and s["join_addresses"]:
+            if s["join_addresses"]:
                 if inc.training_at is None:
                     inc.training_at = inc.last_credit = now
                 if previous is not None and s["swarm_samples"] > previous["swarm_samples"]:
                     inc.last_credit = now
+                if inc.credited_at is None and s["swarm_samples"] > inc.base["swarm_samples"]:
+                    inc.credited_at = now
                 if now - inc.training_at >= GRACE:
                     trained_in[name] = s
             if self.window is not None and self.window[0] <= now <= self.window[1]:
@@ -422,6 +428,19 @@ class Churn:
 
     def _window_incarnations(self) -> list[Incarnation]:
         return [*self.past, *self.current.values()]
+
+    def rejoins(self) -> list[tuple[str, float | None, float | None]]:
+        """(name, seconds from launch to training, seconds from launch to its first joint step) of every
+        volunteer launched within the window."""
+        if self.window is None:
+            return []
+        rows = []
+        for inc in self._window_incarnations():
+            if inc.launched >= self.window[0]:
+                training = inc.training_at - inc.launched if inc.training_at else None
+                credited = inc.credited_at - inc.launched if inc.credited_at else None
+                rows.append((inc.name, training, credited))
+        return rows
 
     def _end_in_window(self, inc: Incarnation) -> None:
         """Add what ``inc`` computed and was credited within the window to the report."""

@@ -60,14 +60,27 @@ def solo_phase(swarm: Swarm, names: list[str], ks: list[int], seconds: float) ->
         churn.stop_all()
 
 
-def churn_phase(swarm: Swarm, names: list[str], leaves, seconds: float) -> tuple[Churn, Report, float | None]:
+def churn_phase(
+    swarm: Swarm, names: list[str], leaves, seconds: float, steady: float
+) -> tuple[Churn, Report, float | None, tuple[float, ...]]:
     churn = Churn(swarm, names)
     churn.start(names[0], first=True)
     churn.wait_training(names[:1], 300)
     for name in names[1:]:
         churn.start(name)
     churn.wait_training(names, 300)
-    swarm.wait_one_swarm([churn.current[n].vol for n in names], 300)
+    vols = [churn.current[n].vol for n in names]
+    swarm.wait_one_swarm(vols, 300)
+    # the same swarm without churn, for reference: what averaging itself costs against training alone
+    first = swarm.statuses(vols)
+    started = time.monotonic()
+    time.sleep(steady)
+    last = swarm.statuses(vols)
+    took = time.monotonic() - started
+    steady_rates = tuple(
+        sum((last[n] or {}).get(key, 0) - (first[n] or {}).get(key, 0) for n in first) / took
+        for key in ("swarm_samples", "session_samples")
+    )
     report = churn.run(leaves, seconds)
     back: float | None = None
     try:  # everybody is back by the end of the window: one swarm again
@@ -77,7 +90,7 @@ def churn_phase(swarm: Swarm, names: list[str], leaves, seconds: float) -> tuple
     except AssertionError as e:
         report.violations.append(f"no joint step of all {len(churn.current)} within 180 s after the churn: {e}"[:300])
     churn.stop_all()
-    return churn, report, back
+    return churn, report, back, steady_rates
 
 
 def main() -> None:
@@ -88,6 +101,7 @@ def main() -> None:
     parser.add_argument("--down", default="10-25", help="seconds a volunteer stays away")
     parser.add_argument("--min-live", type=int, default=2)
     parser.add_argument("--solo-seconds", type=float, default=30.0, help="measuring time per solo baseline")
+    parser.add_argument("--steady-seconds", type=float, default=30.0, help="the swarm measured before the churn")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
@@ -108,7 +122,7 @@ def main() -> None:
         try:
             rates = solo_phase(swarm, names, ks, args.solo_seconds)
             print(f"solo baseline done at {time.monotonic() - started:.0f} s, load average {load()}", flush=True)
-            churn, report, back = churn_phase(swarm, names, leaves, args.seconds)
+            churn, report, back, steady = churn_phase(swarm, names, leaves, args.seconds, args.steady_seconds)
         finally:
             swarm.stop()
     print(f"load average at the end: {load()} ({time.monotonic() - started:.0f} s in all)\n")
@@ -126,6 +140,10 @@ def main() -> None:
     expected = sum(solo_at(k) * s for k, s in report.live_seconds.items()) / window
     mean_live = sum(k * s for k, s in report.live_seconds.items()) / window
     swarm_rate, computed_rate = report.swarm / window, report.computed / window
+    steady_swarm, steady_computed = steady
+    print(f"\nNo churn ({args.steady_seconds:.0f} s, all {args.peers} up): credited as swarm work {steady_swarm:,.0f} "
+          f"samples/s = {steady_swarm / solo_sum[args.peers]:.2f} of solo; all computed {steady_computed:,.0f} "
+          f"samples/s = {steady_computed / solo_sum[args.peers]:.2f} of solo")  # fmt: skip
     print(f"\nChurn: {len(report.leaves)} leaves of {args.peers} volunteers in {window:.0f} s (seed {args.seed}):")
     for leave in report.leaves:
         print(f"  {leave.at:5.0f} s  {leave.name} {leave.how:>4}, back {leave.down:.0f} s later")
@@ -160,6 +178,8 @@ def main() -> None:
             args=vars(args) | {"json": str(args.json)}, rates=rates, live_seconds=report.live_seconds,
             swarm=report.swarm, computed=report.computed, local_only=report.local_only, epochs=report.epochs,
             apart=report.apart, violations=report.violations, rejoins=rejoins, rows=report.rows,
+            window=churn.window, runs=[dict(name=i.name, how=i.how, launched=i.launched, stopped=i.stopped,
+                                            base=i.base, after=i.after, trace=i.trace) for i in churn.past],
         ), indent=2, default=str))  # fmt: skip
 
 

@@ -125,6 +125,8 @@ class Incarnation:
     last: dict | None = None
     after: dict | None = None
     """Its ledger after it stopped."""
+    trace: list[tuple] = field(default_factory=list)
+    """(time, state, session, total, swarm and local-only samples, local epoch, peers) at every poll."""
 
 
 @dataclass
@@ -325,6 +327,10 @@ class Churn:
             s = inc.vol.status()
             if s is None:
                 continue
+            inc.trace.append(
+                (round(now, 2), s["state"], s["session_samples"], s["total_samples"], s["swarm_samples"],
+                 s["local_only_samples"], s["local_epoch"], s["num_peers"])
+            )  # fmt: skip
             counting = s["state"] in ("training", "reconnecting")  # the session has read its ledger by then
             if counting and s["total_samples"] - s["session_samples"] != inc.base["samples"]:
                 self._violation(

@@ -23,11 +23,18 @@ the next joint step of all three.
     python -m benchmarks.failover --kills 10 --partitions 4          # about 20 minutes (as root)
     python -m benchmarks.failover --kills 2 --partitions 1           # a quick look
     python -m benchmarks.failover --kills 10 --moments state-download --partitions 0   # about 8 minutes
+    python -m benchmarks.failover --kills 0 --partitions 0 --long-partitions 3       # a few minutes a trial
+
+Long partitions (``--long-partitions``): every peer runs with a short ``isolation_hold`` (``--isolation-hold``,
+8 s); the newest peer's link goes down until it has trained alone to 3 epochs beyond the others, then comes
+back. Measured from the heal: its ``resync`` and the next joint step of all three; printed too: the largest jump
+of the others' epochs (loading its solo state would make one) and the swarm credit it gained alone (none).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import re
@@ -71,8 +78,11 @@ def big_state_project(tmp: Path) -> str:
 
 
 class Trials:
-    def __init__(self, net: Network, tmp: Path, give_up: float, project: str = TINY_PROJECT) -> None:
+    def __init__(
+        self, net: Network, tmp: Path, give_up: float, project: str = TINY_PROJECT, env: dict | None = None
+    ) -> None:
         self.swarm = Swarm(net, tmp)
+        self.env = env
         self.give_up = give_up
         self.project = project
         self.count = 0
@@ -80,9 +90,11 @@ class Trials:
         self.download_rate = "4mbit"
 
     def start(self) -> None:
-        first = self.swarm.start("p0", project=self.project)
+        first = self.swarm.start("p0", project=self.project, env=self.env)
         wait_until(lambda: (first.status() or {}).get("join_addresses"), 240, "p0 training", [first])
-        self.order = [first] + [self.swarm.start(n, peers=first.address(), project=self.project) for n in ("p1", "p2")]
+        self.order = [first] + [
+            self.swarm.start(n, peers=first.address(), project=self.project, env=self.env) for n in ("p1", "p2")
+        ]
         self.swarm.wait_one_swarm(self.order, 240)
         self.count = 3
 
@@ -90,7 +102,7 @@ class Trials:
         self.order.remove(victim)
         name = f"p{self.count}"
         self.count += 1
-        newcomer = self.swarm.start(name, peers=self.order[-1].address(), project=self.project)
+        newcomer = self.swarm.start(name, peers=self.order[-1].address(), project=self.project, env=self.env)
         self.order.append(newcomer)
         self.swarm.wait_one_swarm(self.order, 240)
 
@@ -104,7 +116,7 @@ class Trials:
         if not self.swarm.net.limit_downlink(host, rate):
             raise SystemExit(f"error: tc tbf could not shape {name}'s downlink to {rate}")
         by_id = {(v.status() or {}).get("peer_id"): v for v in self.order}
-        newcomer = self.swarm.start(name, peers=self.order[-1].address(), project=self.project)
+        newcomer = self.swarm.start(name, peers=self.order[-1].address(), project=self.project, env=self.env)
         result: dict = dict(kind="kill", moment="state-download")
 
         def donor() -> HostVolunteer | None:
@@ -194,9 +206,67 @@ class Trials:
 
 
 EXTRAS = (
+    "cut_seconds", "ahead_by", "resync_seconds", "others_max_epoch_jump", "solo_swarm_credit",
     "missed_moment", "download_done_before_kill", "donors_tried", "downloads_finished", "failed_downloads",
     "newcomer_loss_finite", "losses",
 )  # fmt: skip
+
+
+def long_partition(trials: Trials, hold: float, ahead: int = 3, limit: float = 300.0) -> dict:
+    """The newest peer's link goes down until it has trained alone (past ``isolation_hold``) to ``ahead`` epochs
+    beyond the others, then comes back. Measured from the heal: its ``resync`` (it loads the swarm's state,
+    discarding its solo steps) and the next joint step of all three; the others' epochs must never jump (loading
+    its solo state would), and its solo samples must stay local-only."""
+    vols = trials.order
+    victim, others = vols[-1], vols[:-1]
+    result: dict = dict(kind="partition", moment=f"long partition (alone after {hold:.0f} s, {ahead} epochs ahead)")
+    cut = {v.name: v.status() for v in vols}
+    resyncs_before = sum(1 for e in victim.events() if e["kind"] == "resync")
+    trials.swarm.net.link_down(victim.host)
+    cut_at = time.monotonic()
+
+    def raced() -> dict | None:
+        statuses = trials.swarm.statuses(vols)
+        if not all(statuses.values()):
+            return None
+        behind = max(statuses[v.name]["local_epoch"] for v in others)
+        return statuses if statuses[victim.name]["local_epoch"] >= behind + ahead else None
+
+    try:
+        healed = wait_until(raced, limit, f"{victim.name} to train {ahead} epochs ahead alone", vols)
+    except AssertionError:
+        result["missed_moment"] = True
+        healed = {v.name: v.status() or cut[v.name] for v in vols}
+    trials.swarm.net.link_up(victim.host)
+    heal_at = time.monotonic()
+    result["cut_seconds"] = round(heal_at - cut_at, 1)
+    result["ahead_by"] = healed[victim.name]["local_epoch"] - max(healed[v.name]["local_epoch"] for v in others)
+    result["solo_swarm_credit"] = healed[victim.name]["swarm_samples"] - cut[victim.name]["swarm_samples"]
+    epochs = {v.name: [healed[v.name]["local_epoch"]] for v in others}
+    while time.monotonic() - heal_at < trials.give_up and ("seconds" not in result or "resync_seconds" not in result):
+        statuses = trials.swarm.statuses(vols)
+        now = time.monotonic() - heal_at
+        for v in others:
+            if statuses[v.name]:
+                epochs[v.name].append(statuses[v.name]["local_epoch"])
+        resyncs = sum(1 for e in victim.events() if e["kind"] == "resync")
+        if "resync_seconds" not in result and resyncs > resyncs_before:
+            result["resync_seconds"] = round(now, 1)
+        if "seconds" not in result and all(statuses.values()):
+            grew = all(s["swarm_samples"] > healed[n]["swarm_samples"] for n, s in statuses.items())
+            spread = [s["local_epoch"] for s in statuses.values()]
+            if grew and max(spread) - min(spread) <= 1:
+                result["seconds"] = now
+        time.sleep(0.25)
+    if "seconds" not in result:
+        result["split"] = True
+    result["others_max_epoch_jump"] = max(
+        (later - earlier for seen in epochs.values() for earlier, later in itertools.pairwise(seen)), default=0
+    )
+    after = victim.status() or {}
+    result["local_only"] = after.get("local_only_samples", 0) - cut[victim.name]["local_only_samples"]
+    result["steps_lost"] = 0
+    return result
 
 
 def summarize(results: list[dict]) -> None:
@@ -221,6 +291,12 @@ def main() -> None:
     parser.add_argument("--download-rate", default="4mbit", help="state-download: the newcomer's downlink (tc tbf)")
     parser.add_argument("--partitions", type=int, default=4, help="partition trials (bootstrap, joiner alternately)")
     parser.add_argument("--partition-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--long-partitions", type=int, default=0, help="trials of a peer cut off until it trained 3 epochs ahead alone"
+    )
+    parser.add_argument(
+        "--isolation-hold", type=float, default=8.0, help="with --long-partitions: every peer's isolation_hold (s)"
+    )
     parser.add_argument("--give-up", type=float, default=120.0, help="seconds without a joint step: a split")
     parser.add_argument("--json", type=Path, help="append each trial's result to this file as a JSON line")
     args = parser.parse_args()
@@ -228,14 +304,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="faults-bench-") as tmp, Network() as net:
         moments = args.moments.split(",")
         project = big_state_project(Path(tmp)) if "state-download" in moments else TINY_PROJECT
-        trials = Trials(net, Path(tmp), args.give_up, project)
+        env = {"VOLUNTEER_ISOLATION_HOLD": str(args.isolation_hold)} if args.long_partitions else None
+        trials = Trials(net, Path(tmp), args.give_up, project, env)
         trials.download_rate = args.download_rate
         try:
             trials.start()
             plan = [("kill", m) for _ in range(args.kills) for m in moments]
             plan += [("partition", i) for i in range(args.partitions)]
+            plan += [("long", i) for i in range(args.long_partitions)]
             for i, (kind, what) in enumerate(plan):
-                r = trials.kill(what) if kind == "kill" else trials.partition(args.partition_seconds, what)
+                if kind == "kill":
+                    r = trials.kill(what)
+                elif kind == "partition":
+                    r = trials.partition(args.partition_seconds, what)
+                else:
+                    r = long_partition(trials, args.isolation_hold)
                 results.append(r)
                 if args.json:
                     with args.json.open("a") as f:

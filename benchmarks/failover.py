@@ -34,6 +34,7 @@ of the others' epochs (loading its solo state would make one) and the swarm cred
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -299,9 +300,13 @@ def main() -> None:
     )
     parser.add_argument("--give-up", type=float, default=120.0, help="seconds without a joint step: a split")
     parser.add_argument("--json", type=Path, help="append each trial's result to this file as a JSON line")
+    parser.add_argument("--workdir", type=Path, help="keep the logs and data here (default: a temporary one)")
     args = parser.parse_args()
     results: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="faults-bench-") as tmp, Network() as net:
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    keep = contextlib.nullcontext(str(args.workdir)) if args.workdir else None
+    with keep or tempfile.TemporaryDirectory(prefix="faults-bench-") as tmp, Network() as net:
         moments = args.moments.split(",")
         project = big_state_project(Path(tmp)) if "state-download" in moments else TINY_PROJECT
         env = {"VOLUNTEER_ISOLATION_HOLD": str(args.isolation_hold)} if args.long_partitions else None

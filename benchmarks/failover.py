@@ -22,8 +22,8 @@ the next joint step of all three.
 
     python -m benchmarks.failover --kills 10 --partitions 4          # about 20 minutes (as root)
     python -m benchmarks.failover --kills 2 --partitions 1           # a quick look
-    python -m benchmarks.failover --kills 10 --moments state-download --partitions 0   # about 8 minutes
-    python -m benchmarks.failover --kills 0 --partitions 0 --long-partitions 3       # a few minutes a trial
+    python -m benchmarks.failover --kills 10 --moments state-download --partitions 0   # about 2 minutes
+    python -m benchmarks.failover --kills 0 --partitions 0 --long-partitions 3       # 2-6 minutes a trial
 
 Long partitions (``--long-partitions``): every peer runs with a short ``isolation_hold`` (``--isolation-hold``,
 8 s); the newest peer's link goes down until it has trained alone to 3 epochs beyond the others, then comes

@@ -62,6 +62,12 @@ OPTIONAL = frozenset(
     }
 )
 """Gauges absent until known (no loss before the first batch, no ETA while the swarm cannot estimate one)."""
+ALL_TIME = frozenset(
+    {"volunteer_samples", "volunteer_swarm_samples", "volunteer_local_only_samples", "volunteer_steps"}
+)
+"""Counters read from the ledger, absent until the session has read it (it knows the run then): a restarted client
+that exported 0 meanwhile would look to Prometheus like a counter reset, and ``increase()`` would count its whole
+all-time total again."""
 STATE = "volunteer_state"
 INFO = "volunteer"
 
@@ -134,6 +140,8 @@ class SnapshotCollector:
         yield state
         values = _values(s)
         for name, doc in COUNTERS.items():
+            if name in ALL_TIME and not s.project.run_id:
+                continue  # the ledger is not read yet: a 0 here would read as a reset, its total counted again
             yield CounterMetricFamily(name, doc, value=_number(values[name] or 0))
         for name, doc in GAUGES.items():
             value = values[name]

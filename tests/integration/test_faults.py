@@ -178,3 +178,32 @@ def test_standalone_bootstrap_dies_then_a_long_partition(swarm):
     s = d.status()
     judged = s["swarm_samples"] + s["local_only_samples"]
     assert judged <= s["total_samples"] <= judged + 2 * TARGET, s
+
+
+CHURN_SECONDS = 100.0
+"""The reduced churn: five leaves of three volunteers (graceful and SIGKILL, the bootstrap among them)."""
+
+
+@pytest.mark.timeout(600)
+def test_churn_keeps_one_swarm_and_every_ledger_sample(swarm):
+    from tests.support.churn import Churn, schedule
+
+    names = ["a", "b", "c"]
+    churn = Churn(swarm, names)
+    churn.start("a", first=True)
+    churn.wait_training(["a"], 180)
+    for name in names[1:]:
+        churn.start(name)
+    churn.wait_training(names, 180)
+    swarm.wait_one_swarm([churn.current[n].vol for n in names], 180)
+    leaves = schedule(names, CHURN_SECONDS, seed=0, up=(20.0, 40.0), down=(10.0, 15.0))
+    assert {leave.how for leave in leaves} == {"term", "int", "kill"}, leaves
+    report = churn.run(leaves, CHURN_SECONDS)
+    # after the last leave, everybody back: one swarm again within the rejoin target
+    vols = [churn.current[n].vol for n in names]
+    swarm.wait_one_swarm(vols, 120)
+    churn.stop_all()
+    print(report.summary())
+    assert not report.violations, report.summary()
+    assert not report.splits, report.summary()
+    assert report.swarm > 0 and report.local_only <= report.computed, report.summary()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 import urllib.request
@@ -123,14 +124,25 @@ def test_unreachable_peers_mean_reconnecting_then_recovery(tmp_path):
     port = free_port()
     address = f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}"
 
+    # b contributed before: while it reconnects, before any training, it shows (and exports to Prometheus) its
+    # all-time totals, not zeros that would read as a counter reset and count them all again on its return
+    ledger = {"version": 1, "run_id": "volunteer-tests-tiny", "peer_id": "", "sessions": 1, "first_seen": 1.0,
+              "updated": 1.0, "samples": 1000, "steps": 60, "swarm_samples": 700, "local_only_samples": 300,
+              "compute_seconds": 10.0}  # fmt: skip
+    (tmp_path / "data-b" / "ledger").mkdir(parents=True)
+    (tmp_path / "data-b" / "ledger" / "volunteer-tests-tiny.json").write_text(json.dumps(ledger))
     volunteers: list[Volunteer] = []
     try:
         b = Volunteer(tmp_path, "b", peers=address)
         volunteers.append(b)
+        totals = ("total_samples", "total_steps", "swarm_samples", "local_only_samples")
+        status = b.wait_status(lambda s: s["state"] == "connecting", 60, "connecting", volunteers)
+        assert {k: status[k] for k in totals} == dict(zip(totals, (1000, 60, 700, 300), strict=True)), status
         status = b.wait_status(
             lambda s: s["state"] == "reconnecting" and s["reconnects"] >= 1, 60, "reconnecting", volunteers
         )
         assert status["last_error"] and "hint" in status["last_error"]
+        assert {k: status[k] for k in totals} == dict(zip(totals, (1000, 60, 700, 300), strict=True)), status
         assert b.proc.popen.poll() is None, "an unreachable swarm does not end the process"
 
         a = Volunteer(tmp_path, "a", data_dir=data_a, host_maddrs=f"/ip4/127.0.0.1/tcp/{port}")

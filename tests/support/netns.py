@@ -262,6 +262,18 @@ class Network:
         )
         return result.returncode == 0
 
+    def limit_downlink(self, host: Host, rate: str = "10mbit", burst: str = "32kbit", latency: str = "50ms") -> bool:
+        """Shape what ``host`` receives (its bridge port's egress) with ``tc tbf``; False where the kernel lacks it."""
+        shape = ["tc", "qdisc", "replace", "dev", host.bridge_port, "root", "tbf", "rate", rate]
+        shape += ["burst", burst, "latency", latency]
+        result = subprocess.run(["ip", "netns", "exec", self.bridge_ns, *shape], capture_output=True, timeout=30)
+        return result.returncode == 0
+
+    def unlimit_downlink(self, host: Host) -> None:
+        """Take :meth:`limit_downlink`'s shaping off again."""
+        lift = ["tc", "qdisc", "del", "dev", host.bridge_port, "root"]
+        subprocess.run(["ip", "netns", "exec", self.bridge_ns, *lift], capture_output=True, timeout=30)
+
     def close(self) -> None:
         """Kill what still runs in the namespaces, then delete them (their veths go with them)."""
         if self._closed:

@@ -36,6 +36,7 @@ class HostVolunteer:
         data_dir: Path | None = None,
         extra: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        listen: str = "/ip4/0.0.0.0/tcp/0",
     ) -> None:
         import os
         import subprocess
@@ -47,7 +48,7 @@ class HostVolunteer:
             name=host.name,
             data_dir=self.data_dir,
             status_port=STATUS_PORT,
-            host_maddrs="/ip4/0.0.0.0/tcp/0",
+            host_maddrs=listen,
             project=project,
             peers=peers,
             extra=extra,

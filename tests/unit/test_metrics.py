@@ -65,6 +65,29 @@ def test_counters_are_counters_and_gauges_gauges(url):
     assert "volunteer_network_download_bytes_per_second 20.0" in text
 
 
+def test_all_time_counters_are_absent_until_the_ledger_is_read():
+    from volunteer.stats import ProjectInfo
+
+    all_time = {"volunteer_samples", "volunteer_swarm_samples", "volunteer_local_only_samples", "volunteer_steps"}
+
+    source = FakeSource()
+    # a restarted client before its ledger is read: nothing of the run is known yet, its counts are zeros
+    source.snapshot = source.snapshot.replace(
+        state=State.STARTING, project=ProjectInfo(), total_samples=0, swarm_samples=0, local_only_samples=0
+    )
+    server = StatusServer(source, "127.0.0.1", 0).start()
+    try:
+        text, _ = _scrape(server.url)
+        names = {family.name for family in text_string_to_metric_families(text)}
+        assert not all_time & names, all_time & names  # a 0 would read as a counter reset
+        assert "volunteer_session_samples" in names
+        source.snapshot = FakeSource().snapshot
+        text, _ = _scrape(server.url)
+        assert "volunteer_swarm_samples_total 512.0" in text
+    finally:
+        server.stop()
+
+
 def test_openmetrics_when_the_scraper_asks_for_it(url):
     text, content_type = _scrape(url, "application/openmetrics-text; version=1.0.0")
     assert content_type.startswith("application/openmetrics-text")

@@ -184,7 +184,15 @@ class Session:
         self.ledger = LedgerFile(self.data_dir.ledger_file(manifest.run_id), manifest.run_id)
         if self.ledger.warning:
             self.event("warning", self.ledger.warning)
-        self._publish(project=project.info(), target_batch_size=manifest.target_batch_size)
+        totals = self.ledger.base.totals  # shown from now on: a restart never shows (or exports) all-time as 0
+        self._publish(
+            project=project.info(),
+            target_batch_size=manifest.target_batch_size,
+            total_samples=totals.samples,
+            total_steps=totals.steps,
+            swarm_samples=totals.swarm_samples,
+            local_only_samples=totals.local_only_samples,
+        )
 
     @contextlib.contextmanager
     def _showing(self, meter: TransferMeter) -> Iterator[None]:

@@ -369,19 +369,23 @@ def window(steps: list, first: int, last: int) -> tuple[float, float, int] | Non
     return start, end, samples
 
 
+def target_reached(peer_steps: list[list], target: int, epoch: int) -> float | None:
+    """When the step call whose batch brought the swarm's samples for ``epoch`` to ``target`` began (all peers'
+    calls merged), or None if they never did."""
+    batches = sorted((enter, size) for steps in peer_steps for enter, _, before, _, size in steps if before == epoch)
+    total = 0
+    for enter, size in batches:
+        total += size
+        if total >= target:
+            return enter
+    return None
+
+
 def latencies(peer_steps: list[list], target: int, first: int, last: int) -> list[float]:
     """Seconds from the swarm reaching ``target`` samples for a global step to each peer's step past it."""
     found = []
     for epoch in range(first, last):
-        batches = sorted(
-            (enter, size) for steps in peer_steps for enter, _, before, _, size in steps if before == epoch
-        )
-        total, reached = 0, None
-        for enter, size in batches:
-            total += size
-            if total >= target:
-                reached = enter
-                break
+        reached = target_reached(peer_steps, target, epoch)
         if reached is None:
             continue
         for steps in peer_steps:
@@ -403,13 +407,7 @@ def decompose(job: Job, results: list[dict]) -> dict:
         fetches = [t for t, name, _, _ in result["trace"] if name == "fetch"]
         gaps += [b - a for a, b in itertools.pairwise(fetches)]
     for epoch in range(first, last):
-        batches = sorted((enter, size) for r in results for enter, _, before, _, size in r["steps"] if before == epoch)
-        total, reached = 0, None
-        for enter, size in batches:
-            total += size
-            if total >= target:
-                reached = enter
-                break
+        reached = target_reached([r["steps"] for r in results], target, epoch)
         if reached is None:
             continue
         readies = []

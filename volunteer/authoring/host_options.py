@@ -110,7 +110,7 @@ def parse_host_args(argv: Sequence[str]) -> HostOptions:
                 "project, and ask every volunteer for consent again",
                 f"use a repository of its own, e.g. --checkpoint-repo {checkpoint_repo}-checkpoints",
             )
-        if "checkpoint_dir" not in given:
+        if given.get("checkpoint_dir") is None:
             raise ConfigError(
                 "--checkpoint-repo needs --checkpoint-dir",
                 "add --checkpoint-dir DIR: checkpoints are saved there first",
@@ -139,7 +139,11 @@ _FLAGS: dict[str, tuple[str, Callable[[str, str], Any], str]] = {
     ),
     "--refresh-every": ("TIME", duration, "how often the peer list is checked"),
     "--drop-after": ("N", positive_int, "checks in a row a listed peer may not answer before it is left out"),
-    "--checkpoint-dir": ("DIR", lambda flag, value: Path(value).expanduser(), "save the swarm's model here"),
+    "--checkpoint-dir": (
+        "DIR",
+        lambda flag, value: Path(value).expanduser() if value else None,
+        "save the swarm's model here",
+    ),
     "--checkpoint-every": ("TIME", duration, "how often to save"),
     "--keep-checkpoints": ("N", positive_int, "checkpoints kept"),
     "--checkpoint-repo": (

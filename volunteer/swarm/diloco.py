@@ -223,11 +223,7 @@ class DiLoCoOptimizer(hivemind.Optimizer):
             self.load_state_from_peers()
             return loss
 
-        self.inner_optimizer.step()
-        grad_averager = self.grad_averager
-        assert isinstance(grad_averager, PseudoGradientAverager)
-        grad_averager.count_samples(batch_size)
-        self.tracker.report_local_progress(self.local_epoch, grad_averager.local_samples_accumulated)
+        self._inner_step(batch_size)
         self._maybe_schedule_gradient_averaging()
         if self.tracker.ready_to_update_epoch:
             self._rounds += 1
@@ -252,12 +248,16 @@ class DiLoCoOptimizer(hivemind.Optimizer):
             self._skipping = False
             self.load_state_from_peers()
             return loss
+        self._inner_step(batch_size)
+        return loss
+
+    def _inner_step(self, batch_size: int) -> None:
+        """One step of the project's optimizer on this peer's copy, its samples counted and reported."""
         self.inner_optimizer.step()
         grad_averager = self.grad_averager
         assert isinstance(grad_averager, PseudoGradientAverager)
         grad_averager.count_samples(batch_size)
         self.tracker.report_local_progress(self.local_epoch, grad_averager.local_samples_accumulated)
-        return loss
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()  # the outer optimizer's, with local_epoch

@@ -152,6 +152,16 @@ class Transfer:
 
 
 @dataclass(frozen=True)
+class KindBytes:
+    """hivemind's payload of one kind of traffic (``volunteer.wire.KINDS``), counted exactly, without framing."""
+
+    kind: str
+    """``gradients``, ``state_averaging``, ``state_download``, ``dht`` or ``other`` (matchmaking)."""
+    sent: int = 0
+    received: int = 0
+
+
+@dataclass(frozen=True)
 class Wire:
     """Bytes this peer exchanged with the swarm through hivemind (``volunteer.wire``), and what its cap does."""
 
@@ -165,6 +175,8 @@ class Wire:
     """Bytes sent for every sample this peer computed; None before the first sample."""
     cap: str = ""
     """What the upload cap (``--max-upload``, ``--monthly-data``) is doing, in words; empty when nothing."""
+    by_kind: tuple[KindBytes, ...] = ()
+    """The same traffic by what it was for (payload only: the totals above add the framing)."""
 
     def describe(self) -> str:
         """One line for every view: ``up 4.8 Mbit/s, down 5.1 Mbit/s, 35.2 kB sent a sample``."""
@@ -362,6 +374,7 @@ _NESTED.update(
     ErrorInfo=ErrorInfo,
     LeaderboardEntry=LeaderboardEntry,
     Transfer=Transfer,
+    KindBytes=KindBytes,
     Wire=Wire,
 )
 

@@ -32,7 +32,7 @@ from typing_extensions import override
 from volunteer.constants import initial_peers_from_env
 from volunteer.errors import StrategyConfigError, SwarmError
 from volunteer.protocol import SwarmProgress
-from volunteer.stats import Transfer, Wire
+from volunteer.stats import KindBytes, Transfer, Wire
 from volunteer.swarm import reachability
 from volunteer.swarm.hivemind_patches import apply_group_patches, apply_hivemind_patches, apply_step_patches
 from volunteer.swarm.hivemind_private import reread_progress_now
@@ -65,7 +65,10 @@ class HivemindStrategy(Strategy):
         use_auto_relay: Look for a relay and advertise through it when this peer is behind NAT.
         client_mode: Make outgoing connections only: for peers that cannot accept connections. ``None`` (the
             default): ask the initial peers to dial this one back, and use client mode if none could
-            (``volunteer.swarm.reachability``); ``strategy.network_mode`` says which, and why.
+            (``volunteer.swarm.reachability``), or use it at once when an upload cap (``max_upload``,
+            ``monthly_data``) is set and there are initial peers: a full peer also answers the swarm's DHT
+            lookups and reduces others' averaging parts, traffic that grows with the swarm and would be sent
+            on this peer's budget. ``strategy.network_mode`` says which, and why.
         identity_path: File holding this peer's private key. Created on first use, so the peer id (and the
             address other peers use) stays the same across restarts.
         wait_timeout: Seconds the DHT waits for a reply from a peer.
@@ -467,6 +470,7 @@ class HivemindStrategy(Strategy):
             download_bytes_per_second=down,
             sent_bytes_per_sample=total.wire_sent / samples if samples else None,
             cap=self._cap.action if self._cap is not None else "",
+            by_kind=tuple(KindBytes(kind, sent, received) for kind, (sent, received) in total.by_kind().items()),
         )
 
     def progress(self) -> SwarmProgress | None:
@@ -576,8 +580,12 @@ class HivemindStrategy(Strategy):
                 directory = os.path.dirname(os.path.abspath(self.identity_path))
                 os.makedirs(directory, exist_ok=True)
             forced = self.client_mode
-            self._dht = self._new_dht(bool(forced))
-            if forced is None:  # nobody chose: ask peers to dial us back (volunteer.swarm.reachability)
+            capped = forced is None and self._cap is not None and bool(self.initial_peers)
+            self._dht = self._new_dht(bool(forced) or capped)
+            if capped:
+                assert self._cap is not None
+                mode = reachability.capped_client(self._cap.describe_limits())
+            elif forced is None:  # nobody chose: ask peers to dial us back (volunteer.swarm.reachability)
                 mode = reachability.check(self._dht, self.initial_peers)
                 if mode.client_mode:
                     self._dht.shutdown()
@@ -850,6 +858,9 @@ class HivemindStrategy(Strategy):
             for averager, allowed in sharing:
                 if allowed:
                     averager.allow_state_sharing = True
+        if cap.futile and time.monotonic() - self._cap_told[1] > 60:
+            self._cap_told = (cap.stretch, time.monotonic())
+            self._swarm_event("bandwidth", cap.action)
         opt = self._opt
         stopping = trainer is not None and trainer.should_stop
         if opt is not None and not stopping and opt.local_epoch < opt.tracker.global_epoch:

@@ -420,6 +420,11 @@ MAX_STRETCH = 16
 BURST_SECONDS = 10.0
 """The bucket holds at most this many seconds of the allowed rate: a peer under its cap for a while may send
 this much at once, and no more."""
+FUTILE_HOLD_SECONDS = 10.0
+"""A hold this long gives up when, meanwhile, this peer kept sending at :data:`FUTILE_SHARE` of a limit or more:
+traffic that holding training back does not stop (DHT lookups it answers as a full peer, rounds under way) would
+keep the budget in debt for ever, and the peer would never train again."""
+FUTILE_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -438,7 +443,7 @@ class UploadCap:
     Args:
         limits: The budgets to respect (``--max-upload``, and ``--monthly-data`` as a rate on both directions).
         read: Totals of bytes sent and received (the shared counters by default).
-        clock: Monotonic seconds (tests pass their own).
+        clock: Monotonic seconds (tests pass their own, with a ``sleep`` that advances it).
     """
 
     def __init__(
@@ -446,12 +451,14 @@ class UploadCap:
         limits: list[Limit],
         read: Callable[[], WireTotals] = totals,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not limits:
             raise ValueError("an UploadCap needs at least one limit")
         self.limits = limits
         self._read = read
         self._clock = clock
+        self._sleep = sleep
         self._tokens = [0.0 for _ in limits]  # empty at start: a restart never buys a burst
         self._last_time = clock()
         first = read()
@@ -461,6 +468,8 @@ class UploadCap:
         """Seconds training was held back, in all."""
         self.action = ""
         """What the cap does now, in words, for the views; empty while it needs to do nothing."""
+        self.futile = ""
+        """Set when the last hold gave up (:data:`FUTILE_HOLD_SECONDS`): what this peer kept sending, in words."""
         self._stretched = ""
 
     @staticmethod
@@ -514,18 +523,40 @@ class UploadCap:
         parts = [self._stretched] if self._stretched else []
         if holding > 0:
             parts.append(f"holding training back {holding:.0f} s")
+        if self.futile:
+            parts.append(self.futile)
         self.action = f"{self.describe_limits()}: {'; '.join(parts)}" if parts else ""
 
     def hold(self, should_stop: Callable[[], bool], tick: Callable[[], None] | None = None) -> float:
-        """Wait until no budget is in debt (bytes sent meanwhile count too) or ``should_stop``; returns seconds."""
+        """Wait until no budget is in debt (bytes sent meanwhile count too) or ``should_stop``; returns seconds.
+
+        Gives up after :data:`FUTILE_HOLD_SECONDS` when what this peer kept sending meanwhile would never let the
+        debt be repaid, and says so in :attr:`futile` (and :attr:`action`) until a later hold succeeds.
+        """
         started = self._clock()
+        self.debt_seconds()
+        used_before = list(self._last_used)
+        self.futile = ""
         while not should_stop():
             debt = self.debt_seconds()
             if debt <= 0:
                 break
+            elapsed = self._clock() - started
+            if elapsed >= FUTILE_HOLD_SECONDS:
+                kept = [(used - before) / elapsed for used, before in zip(self._last_used, used_before, strict=True)]
+                pairs = zip(kept, self.limits, strict=True)
+                over = [(r, limit) for r, limit in pairs if r >= FUTILE_SHARE * limit.rate]
+                if over:
+                    rate, limit = over[0]
+                    what = "sent and received" if limit.both_ways else "sent"
+                    self.futile = (
+                        f"cannot hold: with training held back this peer still {what} {format_rate(rate)} (the "
+                        f"swarm's upkeep), more than the {limit.label} allows"
+                    )
+                    break
             if tick is not None:
                 tick()
-            time.sleep(min(0.2, debt))
+            self._sleep(min(0.2, debt))
         held = self._clock() - started
         self.held_seconds += held
         self._describe(0.0)

@@ -124,3 +124,39 @@ def test_dead_peers_listed_first_do_not_hide_a_live_one(public, tmp_path):
     finally:
         dht.shutdown()
     assert mode == reachability.NetworkMode(False, "peers could dial this machine back (1 of 1 asked)")
+
+
+def test_a_capped_peer_is_a_client_unless_told_otherwise(public):
+    """Answering the swarm's lookups would be sent on the volunteer's upload budget (docs/bandwidth.md)."""
+    capped = HivemindStrategy(
+        initial_peers=_addresses(public), host_maddrs=LOCAL, max_upload=64_000.0, print_join_message=False
+    )
+    capped._start_dht()
+    try:
+        assert capped.dht is not None and capped.dht.client_mode
+        mode = capped.network_mode
+        assert mode is not None and mode.client_mode and "upload cap 512 kbit/s" in mode.reason, mode
+        assert "--no-client-mode" in mode.reason
+    finally:
+        assert capped.dht is not None
+        capped.dht.shutdown()
+    told = HivemindStrategy(
+        initial_peers=_addresses(public),
+        host_maddrs=LOCAL,
+        max_upload=64_000.0,
+        client_mode=False,
+        print_join_message=False,
+    )
+    told._start_dht()
+    try:
+        assert told.network_mode == reachability.FORCED_FULL
+    finally:
+        assert told.dht is not None
+        told.dht.shutdown()
+    alone = HivemindStrategy(host_maddrs=LOCAL, max_upload=64_000.0, print_join_message=False)
+    alone._start_dht()
+    try:
+        assert alone.dht is not None and not alone.dht.client_mode, "the first peer of a swarm must be reachable"
+    finally:
+        assert alone.dht is not None
+        alone.dht.shutdown()

@@ -66,6 +66,10 @@ def _wire(status: dict | None) -> dict:
     return (status or {}).get("wire") or {}
 
 
+def _sent_by_kind(status: dict | None) -> dict[str, int]:
+    return {k["kind"]: k["sent"] for k in _wire(status).get("by_kind") or ()}
+
+
 @pytest.mark.timeout(600)
 def test_counted_bytes_match_the_interfaces_and_the_cap_holds(tmp_path):
     project = _wide_project(tmp_path)
@@ -103,6 +107,8 @@ def test_counted_bytes_match_the_interfaces_and_the_cap_holds(tmp_path):
                 epochs=s1["local_epoch"] - s0["local_epoch"],
                 swarm_samples=s1["swarm_samples"] - s0["swarm_samples"],
                 cap=_wire(s1)["cap"],
+                states=(s0["state"], s1["state"]),
+                sent_by_kind={k: n - _sent_by_kind(s0).get(k, 0) for k, n in _sent_by_kind(s1).items()},
             )
         report["c"]["link"] = LINK if shaped else "unshaped"
         (tmp_path / "report.json").write_text(json.dumps(report, indent=1))
@@ -113,8 +119,10 @@ def test_counted_bytes_match_the_interfaces_and_the_cap_holds(tmp_path):
             assert 0.9 <= r["received_ratio"] <= 1.1, report
             assert r["swarm_samples"] > 0, f"{name} stopped taking global steps with the others"
         capped = report["c"]
-        assert capped["tx_rate"] <= CAP_BYTES * 1.1, report
+        assert capped["tx_rate"] <= CAP_BYTES * 1.1, json.dumps(capped)
         assert capped["epochs"] > 0, "the capped peer neither stepped nor caught up with the swarm"
+        mode = (c.status() or {}).get("network_mode"), (c.status() or {}).get("network_mode_reason", "")
+        assert mode[0] == "client mode" and "upload cap" in mode[1], ("a capped peer answers others' lookups", mode)
         said = [e["message"] for e in c.events() if e["kind"] == "bandwidth"]
         assert any("averaging state every" in message for message in said), ("optional rounds not stretched", said)
         for v in vols:

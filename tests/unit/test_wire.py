@@ -176,15 +176,20 @@ def test_headless_lines_show_the_rates_and_the_caps_doing():
     import json
 
     from volunteer.contribution.headless_log import HeadlessLog, format_status
-    from volunteer.stats import Snapshot, Wire
+    from volunteer.stats import KindBytes, Snapshot, Wire
 
-    capped = Snapshot(wire=Wire(10**6, 2 * 10**6, 625_000.0, 80_000.0, 4_400.0, "upload cap 5 Mbit/s: holding"))
+    by_kind = (KindBytes("gradients", 900_000, 800_000), KindBytes("dht", 20_000, 30_000))
+    capped = Snapshot(
+        wire=Wire(10**6, 2 * 10**6, 625_000.0, 80_000.0, 4_400.0, "upload cap 5 Mbit/s: holding", by_kind)
+    )
     line = format_status(capped)
     assert "net up 5 Mbit/s, down 640 kbit/s, 4.4 kB sent a sample | upload cap 5 Mbit/s: holding" in line
     assert "net " not in format_status(Snapshot()), "nothing to say before training starts"
     out = io.StringIO()
     HeadlessLog("json", out).status(capped)
-    assert json.loads(out.getvalue())["wire"]["upload_bytes_per_second"] == 625_000.0
+    said = json.loads(out.getvalue())["wire"]
+    assert said["upload_bytes_per_second"] == 625_000.0
+    assert said["by_kind"][0] == {"kind": "gradients", "sent": 900_000, "received": 800_000}
     assert Snapshot.from_dict(capped.to_dict()) == capped, "the status endpoint carries it intact"
 
 
@@ -197,3 +202,29 @@ def test_rates_are_measured_over_the_window():
     total, up, down = meter.read()
     assert total.wire_sent == round(100_000 * wire.TX_BYTE_OVERHEAD)
     assert 0 < up <= 100_000 * wire.TX_BYTE_OVERHEAD / 0.6 and 0 < down < up
+
+
+def test_a_hold_that_cannot_repay_the_debt_gives_up_and_says_why():
+    """Traffic a hold does not stop (a full peer answering the swarm's DHT lookups) at the cap's rate or more."""
+    link = _Link()
+    limit = 10_000.0
+
+    def sleep(seconds: float) -> None:
+        link.now += seconds
+        link.sent += int(1.2 * limit * seconds)  # the swarm's upkeep: more than the cap, whatever training does
+
+    cap = UploadCap([Limit(limit)], read=link.totals, clock=lambda: link.now, sleep=sleep)
+    link.sent = 100_000  # 10 s of debt
+    held = cap.hold(lambda: False)
+    assert wire.FUTILE_HOLD_SECONDS <= held < wire.FUTILE_HOLD_SECONDS + 1, "it neither held for ever nor gave up early"
+    assert "cannot hold" in cap.futile and "more than the upload cap allows" in cap.action, cap.action
+
+    # upkeep under the cap: the same debt is repaid, however slowly, and the hold says nothing more
+    def slow(seconds: float) -> None:
+        link.now += seconds
+        link.sent += int(0.5 * limit * seconds)
+
+    cap = UploadCap([Limit(limit)], read=link.totals, clock=lambda: link.now, sleep=slow)
+    link.sent += 100_000
+    held = cap.hold(lambda: False)
+    assert held > wire.FUTILE_HOLD_SECONDS and cap.debt_seconds() == 0 and not cap.futile

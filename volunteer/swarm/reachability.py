@@ -55,6 +55,17 @@ class NetworkMode:
 
 FORCED_CLIENT = NetworkMode(True, "client mode was asked for (--client-mode)")
 FORCED_FULL = NetworkMode(False, "full peer was asked for (--no-client-mode)")
+
+
+def capped_client(limits: str) -> NetworkMode:
+    """Client mode for a peer with an upload cap (``limits`` in words) whose volunteer did not choose a mode."""
+    return NetworkMode(
+        True,
+        f"{limits}: client mode, so that answering other peers' lookups and averaging their parts is not sent on "
+        "this budget (--no-client-mode: a full peer)",
+    )
+
+
 REACHABLE = "peers could dial this machine back"
 UNREACHABLE = "peers could not dial this machine (behind NAT or a firewall): client mode, through other peers"
 NOBODY_TO_ASK = "no peer to ask yet"

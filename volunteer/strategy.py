@@ -321,7 +321,7 @@ class HivemindStrategy(Strategy):
         self._limits = limits_from(max_upload, monthly_data)
         self._cap: UploadCap | None = None
         self._wire_meter = WireMeter()
-        self._cap_told = (1, -math.inf)  # the stretch and the time of the cap's last event
+        self._cap_told = (1, False, -math.inf)  # the stretch, whether a hold gave up, and when the cap last spoke
         self.idle_handler: Callable[[], None] | None = None
         """Called every fraction of a second while the upload cap holds training back (to obey commands)."""
 
@@ -839,11 +839,7 @@ class HivemindStrategy(Strategy):
         if cap is None:
             return
         debt = cap.after_global_step(self)
-        now = time.monotonic()
-        stretch, told = self._cap_told
-        if cap.stretch != stretch or (debt > 0 and now - told > 60):
-            self._cap_told = (cap.stretch, now)
-            self._swarm_event("bandwidth", cap.action or f"{cap.describe_limits()}: back to the project's settings")
+        self._tell_cap(cap, debt > 0)
         if debt <= 0:
             return
         trainer = self.lightning_module.trainer if self.lightning_module is not None else None
@@ -858,9 +854,7 @@ class HivemindStrategy(Strategy):
             for averager, allowed in sharing:
                 if allowed:
                     averager.allow_state_sharing = True
-        if cap.futile and time.monotonic() - self._cap_told[1] > 60:
-            self._cap_told = (cap.stretch, time.monotonic())
-            self._swarm_event("bandwidth", cap.action)
+        self._tell_cap(cap, False)  # a hold that gave up is news
         opt = self._opt
         stopping = trainer is not None and trainer.should_stop
         if opt is not None and not stopping and opt.local_epoch < opt.tracker.global_epoch:
@@ -868,6 +862,14 @@ class HivemindStrategy(Strategy):
             # parameters and thrown away when hivemind loads the state at the next step
             opt.load_state_from_peers()
             self._sync_schedulers()
+
+    def _tell_cap(self, cap: UploadCap, holding: bool) -> None:
+        """A bandwidth event when the cap's doing changed (its stretch, a hold giving up), else once a minute."""
+        stretch, futile, told = self._cap_told
+        now = time.monotonic()
+        if cap.stretch != stretch or bool(cap.futile) != futile or ((holding or cap.futile) and now - told > 60):
+            self._cap_told = (cap.stretch, bool(cap.futile), now)
+            self._swarm_event("bandwidth", cap.action or f"{cap.describe_limits()}: back to the project's settings")
 
     def _drop_grads(self) -> None:
         module = self.lightning_module

@@ -228,3 +228,31 @@ def test_a_hold_that_cannot_repay_the_debt_gives_up_and_says_why():
     link.sent += 100_000
     held = cap.hold(lambda: False)
     assert held > wire.FUTILE_HOLD_SECONDS and cap.debt_seconds() == 0 and not cap.futile
+
+
+def test_the_strategy_tells_each_change_of_what_the_cap_does_once():
+    from volunteer.strategy import HivemindStrategy
+
+    said: list[str] = []
+    strategy = HivemindStrategy(target_batch_size=64, max_upload=10_000.0, print_join_message=False)
+    strategy.swarm_event_handler = lambda kind, message: said.append(f"{kind}: {message}")
+    link = _Link()
+    upkeep = [1.2]
+
+    def sleep(seconds: float) -> None:
+        link.now += seconds
+        link.sent += int(upkeep[0] * 10_000 * seconds)
+
+    cap = UploadCap([Limit(10_000.0)], read=link.totals, clock=lambda: link.now, sleep=sleep)
+    link.sent = 100_000
+    strategy._tell_cap(cap, cap.after_global_step(None) > 0)
+    assert said == ["bandwidth: upload cap 80 kbit/s: holding training back 10 s"]
+    cap.hold(lambda: False)
+    strategy._tell_cap(cap, False)
+    assert len(said) == 2 and "cannot hold" in said[-1], said
+    strategy._tell_cap(cap, cap.after_global_step(None) > 0)  # still in debt, within the minute: nothing new
+    assert len(said) == 2, said
+    upkeep[0] = 0.0
+    cap.hold(lambda: False)
+    strategy._tell_cap(cap, False)
+    assert len(said) == 3 and "cannot hold" not in said[-1], "the views learn that the cap holds again"

@@ -480,6 +480,10 @@ def check_bandwidth(ctx: Context) -> CheckResult:
         parts.append(f"{monthly / 1e9:g} GB a month, {format_rate(average)} on average both ways")
         rates.append(average)
     detail = "; ".join(parts)
+    if ctx.settings.client_mode is False:
+        detail += "; a full peer (--no-client-mode) also answers the swarm's lookups on this budget"
+    else:
+        detail += "; joins as a client peer, so that it answers no other peer's lookups on this budget"
     if min(rates) < LOW_AVERAGE_RATE:
         return CheckResult(
             "bandwidth",

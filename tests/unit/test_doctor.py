@@ -503,5 +503,8 @@ def test_bandwidth_limits_are_explained_and_a_tiny_one_warns() -> None:
     assert check_bandwidth(Context(Settings())).status == "ok"
     capped = check_bandwidth(Context(parse_run_args(["--max-upload", "5Mbit", "--monthly-data", "500GB"])))
     assert capped.status == "ok" and "upload cap 5 Mbit/s" in capped.detail and "500 GB a month" in capped.detail
+    assert "client peer" in capped.detail
+    full = check_bandwidth(Context(parse_run_args(["--max-upload", "5Mbit", "--no-client-mode"])))
+    assert "full peer (--no-client-mode)" in full.detail
     tiny = check_bandwidth(Context(parse_run_args(["--monthly-data", "100GB"])))  # 309 kbit/s on average
     assert tiny.status == "warn" and "309 kbit/s" in tiny.detail and tiny.fix

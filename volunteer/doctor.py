@@ -483,7 +483,7 @@ def check_bandwidth(ctx: Context) -> CheckResult:
     if ctx.settings.client_mode is False:
         detail += "; a full peer (--no-client-mode) also answers the swarm's lookups on this budget"
     else:
-        detail += "; joins as a client peer, so that it answers no other peer's lookups on this budget"
+        detail += "; joins as a client peer where a full peer trains, so as to answer no other peer's lookups"
     if min(rates) < LOW_AVERAGE_RATE:
         return CheckResult(
             "bandwidth",

@@ -189,7 +189,8 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "client_mode",
         "--client-mode",
         "outgoing connections only (behind NAT without port forwarding); by default the client asks peers to "
-        "dial it back and uses client mode if none can, or at once under --max-upload or --monthly-data; "
+        "dial it back and uses client mode if none can, or under --max-upload or --monthly-data when a full peer "
+        "trains; "
         "--no-client-mode: always a full peer",
         boolean=True,
     ),

@@ -65,10 +65,10 @@ class HivemindStrategy(Strategy):
         use_auto_relay: Look for a relay and advertise through it when this peer is behind NAT.
         client_mode: Make outgoing connections only: for peers that cannot accept connections. ``None`` (the
             default): ask the initial peers to dial this one back, and use client mode if none could
-            (``volunteer.swarm.reachability``), or use it at once when an upload cap (``max_upload``,
-            ``monthly_data``) is set and there are initial peers: a full peer also answers the swarm's DHT
-            lookups and reduces others' averaging parts, traffic that grows with the swarm and would be sent
-            on this peer's budget. ``strategy.network_mode`` says which, and why.
+            (``volunteer.swarm.reachability``). With an upload cap (``max_upload``, ``monthly_data``) it also
+            uses client mode when another full peer is training: a full peer answers the swarm's DHT lookups
+            and reduces others' averaging parts, traffic that grows with the swarm and would be sent on this
+            peer's budget. ``strategy.network_mode`` says which, and why.
         identity_path: File holding this peer's private key. Created on first use, so the peer id (and the
             address other peers use) stays the same across restarts.
         wait_timeout: Seconds the DHT waits for a reply from a peer.
@@ -580,13 +580,15 @@ class HivemindStrategy(Strategy):
                 directory = os.path.dirname(os.path.abspath(self.identity_path))
                 os.makedirs(directory, exist_ok=True)
             forced = self.client_mode
-            capped = forced is None and self._cap is not None and bool(self.initial_peers)
-            self._dht = self._new_dht(bool(forced) or capped)
-            if capped:
-                assert self._cap is not None
-                mode = reachability.capped_client(self._cap.describe_limits())
-            elif forced is None:  # nobody chose: ask peers to dial us back (volunteer.swarm.reachability)
+            self._dht = self._new_dht(bool(forced))
+            if forced is None:  # nobody chose: ask peers to dial us back (volunteer.swarm.reachability)
                 mode = reachability.check(self._dht, self.initial_peers)
+                if not mode.client_mode and self._cap is not None and self.initial_peers:
+                    if reachability.full_peer_training(self._dht, self.run_id):
+                        mode = reachability.capped_client(self._cap.describe_limits())
+                    else:
+                        limits = self._cap.describe_limits()
+                        mode = reachability.NetworkMode(False, f"{limits}: {reachability.CAPPED_BUT_NEEDED}")
                 if mode.client_mode:
                     self._dht.shutdown()
                     self._dht = self._new_dht(True)

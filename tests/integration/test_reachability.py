@@ -126,12 +126,41 @@ def test_dead_peers_listed_first_do_not_hide_a_live_one(public, tmp_path):
     assert mode == reachability.NetworkMode(False, "peers could dial this machine back (1 of 1 asked)")
 
 
-def test_a_capped_peer_is_a_client_unless_told_otherwise(public):
-    """Answering the swarm's lookups would be sent on the volunteer's upload budget (docs/bandwidth.md)."""
-    capped = HivemindStrategy(
-        initial_peers=_addresses(public), host_maddrs=LOCAL, max_upload=64_000.0, print_join_message=False
+def _capped(public, **kwargs) -> HivemindStrategy:
+    strategy = HivemindStrategy(
+        initial_peers=_addresses(public),
+        host_maddrs=LOCAL,
+        max_upload=64_000.0,
+        run_id="capped",
+        print_join_message=False,
+        **kwargs,
     )
-    capped._start_dht()
+    strategy._start_dht()
+    return strategy
+
+
+def test_a_capped_peer_is_a_client_when_a_full_peer_trains_unless_told_otherwise(public):
+    """Answering the swarm's lookups would be sent on the volunteer's upload budget (docs/bandwidth.md)."""
+    first = _capped(public)
+    try:  # nobody trains yet: a client could average with nobody, so the first capped peer stays full
+        assert first.dht is not None and not first.dht.client_mode
+        mode = first.network_mode
+        assert mode is not None and not mode.client_mode and reachability.CAPPED_BUT_NEEDED in mode.reason, mode
+    finally:
+        assert first.dht is not None
+        first.dht.shutdown()
+    # a full peer training, as hivemind's progress tracker records it (and a client, which does not count)
+    record = dict(peer_id=b"other", epoch=3, samples_accumulated=0, samples_per_second=1.0, time=0.0)
+    expires = get_dht_time() + 60
+    assert public.store("capped_progress", {**record, "client_mode": True}, expires, subkey=b"client")
+    second = _capped(public)
+    try:
+        assert second.dht is not None and not second.dht.client_mode, "a client is no full peer to average through"
+    finally:
+        assert second.dht is not None
+        second.dht.shutdown()
+    assert public.store("capped_progress", {**record, "client_mode": False}, expires, subkey=b"full")
+    capped = _capped(public)
     try:
         assert capped.dht is not None and capped.dht.client_mode
         mode = capped.network_mode
@@ -140,23 +169,9 @@ def test_a_capped_peer_is_a_client_unless_told_otherwise(public):
     finally:
         assert capped.dht is not None
         capped.dht.shutdown()
-    told = HivemindStrategy(
-        initial_peers=_addresses(public),
-        host_maddrs=LOCAL,
-        max_upload=64_000.0,
-        client_mode=False,
-        print_join_message=False,
-    )
-    told._start_dht()
+    told = _capped(public, client_mode=False)
     try:
         assert told.network_mode == reachability.FORCED_FULL
     finally:
         assert told.dht is not None
         told.dht.shutdown()
-    alone = HivemindStrategy(host_maddrs=LOCAL, max_upload=64_000.0, print_join_message=False)
-    alone._start_dht()
-    try:
-        assert alone.dht is not None and not alone.dht.client_mode, "the first peer of a swarm must be reachable"
-    finally:
-        assert alone.dht is not None
-        alone.dht.shutdown()

@@ -66,6 +66,29 @@ def capped_client(limits: str) -> NetworkMode:
     )
 
 
+CAPPED_BUT_NEEDED = "no other full peer is training, and clients average only through one, so a full peer anyway"
+
+
+def full_peer_training(dht: Any, run_id: str) -> bool:
+    """Whether a training peer of ``run_id`` other than this one is a full peer, by hivemind's progress records.
+
+    A client can only join averaging groups that hold a full peer: a capped volunteer becomes a client only when
+    one is there (the first peers of a swarm stay full, or nobody could average).
+    """
+    own = dht.peer_id.to_bytes()
+    try:
+        found = dht.get(f"{run_id}_progress", latest=True)  # hivemind's ProgressTracker key
+    except Exception:
+        return False
+    if found is None or not isinstance(found.value, dict):
+        return False
+    for item in found.value.values():
+        record = getattr(item, "value", None)
+        if isinstance(record, dict) and record.get("client_mode") is False and record.get("peer_id") != own:
+            return True
+    return False
+
+
 REACHABLE = "peers could dial this machine back"
 UNREACHABLE = "peers could not dial this machine (behind NAT or a firewall): client mode, through other peers"
 NOBODY_TO_ASK = "no peer to ask yet"

@@ -77,10 +77,10 @@ def test_counted_bytes_match_the_interfaces_and_the_cap_holds(tmp_path):
         a = swarm.start("a", project=project)
         wait_until(lambda: _wire(a.status()) and (a.status() or {}).get("state") == "training", 180, "a training", [a])
         b = swarm.start("b", peers=a.address(), project=project)
+        swarm.wait_one_swarm([a, b], 180)  # full peers training: c will join as a client
         # c is a home volunteer: a 1 Mbit/s uplink (tc tbf, where the kernel has it), capped at half of it
         shaped = net.limit_bandwidth(net.add_host("c"), rate=LINK, burst="32kbit", latency="400ms")
         c = swarm.start("c", peers=a.address(), project=project, extra=("--max-upload", CAP))
-        swarm.wait_one_swarm([a, b], 180)
         wait_until(lambda: (c.status() or {}).get("swarm_samples", 0) > 0, 180, "c credited for a global step", [c])
         vols = [a, b, c]
 

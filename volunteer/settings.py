@@ -190,8 +190,7 @@ RUN_OPTIONS: tuple[Option, ...] = (
         "--client-mode",
         "outgoing connections only (behind NAT without port forwarding); by default the client asks peers to "
         "dial it back and uses client mode if none can, or under --max-upload or --monthly-data when a full peer "
-        "trains; "
-        "--no-client-mode: always a full peer",
+        "trains; --no-client-mode: always a full peer",
         boolean=True,
     ),
     Option(

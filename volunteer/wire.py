@@ -551,7 +551,7 @@ class UploadCap:
                     what = "sent and received" if limit.both_ways else "sent"
                     self.futile = (
                         f"cannot hold: with training held back this peer still {what} {format_rate(rate)} (the "
-                        f"swarm's upkeep), more than the {limit.label} allows"
+                        f"swarm's upkeep), {rate / limit.rate:.0%} of the {limit.label}"
                     )
                     break
             if tick is not None:

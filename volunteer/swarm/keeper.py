@@ -425,19 +425,25 @@ class SoloGuard:
         self._unshared = []
 
 
-def _others_epoch(optimizer: Any) -> int | None:
-    """The highest local epoch other (non-client) peers report in hivemind's progress records, or ``None``."""
-    tracker = optimizer.tracker
-    own = optimizer.dht.peer_id.to_bytes()
+def others_progress(dht: Any, progress_key: str) -> list[dict]:
+    """Other peers' records of hivemind's training progress (key ``run_id + "_progress"``), read from the DHT now.
+
+    Each is hivemind's ``LocalTrainingProgress`` as a dict (``peer_id``, ``epoch``, ``client_mode``, ...); what is
+    not a dict (a broken or hostile peer's value) is left out, and a failed read gives none.
+    """
+    own = dht.peer_id.to_bytes()
     try:
-        found = optimizer.dht.get(tracker.training_progress_key, latest=True)
+        found = dht.get(progress_key, latest=True)
     except Exception:
-        return None
+        return []
     if found is None or not isinstance(found.value, dict):
-        return None
-    epochs = []
-    for item in found.value.values():
-        record = getattr(item, "value", None)
-        if isinstance(record, dict) and record.get("peer_id") != own and isinstance(record.get("epoch"), int):
-            epochs.append(record["epoch"])
+        return []
+    records = (getattr(item, "value", None) for item in found.value.values())
+    return [record for record in records if isinstance(record, dict) and record.get("peer_id") != own]
+
+
+def _others_epoch(optimizer: Any) -> int | None:
+    """The highest local epoch other peers report in hivemind's progress records, or ``None``."""
+    records = others_progress(optimizer.dht, optimizer.tracker.training_progress_key)
+    epochs = [record["epoch"] for record in records if isinstance(record.get("epoch"), int)]
     return max(epochs) if epochs else None

@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from volunteer.swarm.keeper import others_progress
+
 HANDLER = "volunteer.reachability.DialBack"
 MAX_ASKED = 3
 MAX_ADDRESSES = 8
@@ -75,18 +77,7 @@ def full_peer_training(dht: Any, run_id: str) -> bool:
     A client can only join averaging groups that hold a full peer: a capped volunteer becomes a client only when
     one is there (the first peers of a swarm stay full, or nobody could average).
     """
-    own = dht.peer_id.to_bytes()
-    try:
-        found = dht.get(f"{run_id}_progress", latest=True)  # hivemind's ProgressTracker key
-    except Exception:
-        return False
-    if found is None or not isinstance(found.value, dict):
-        return False
-    for item in found.value.values():
-        record = getattr(item, "value", None)
-        if isinstance(record, dict) and record.get("client_mode") is False and record.get("peer_id") != own:
-            return True
-    return False
+    return any(record.get("client_mode") is False for record in others_progress(dht, f"{run_id}_progress"))
 
 
 REACHABLE = "peers could dial this machine back"

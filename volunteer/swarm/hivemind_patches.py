@@ -43,6 +43,19 @@ of a few hundred milliseconds that round trip was a tenth of each step on a busy
 We schedule only when the tracker sees another peer. Nothing else changes: at the step, hivemind averages
 only with ``num_peers > 1`` anyway, and starts a round on the spot if none was scheduled.
 
+**A global step that averages with nobody used the last batch's gradient only.** When
+``_begin_averaging_gradients`` begins no round (no other peer, no round scheduled, or a scheduled one it could
+not use), ``_update_global_epoch`` falls back to ``grad_averager.load_accumulators_into_averager_()``: that
+puts the mean of the accumulated gradients into the averager's buffers, which are the optimizer's gradients
+only with ``offload_optimizer``. Without it (the strategy's default) the optimizer stepped on whatever
+``.grad`` held, the last micro-batch's gradient, and the other samples of the global step were thrown away.
+hivemind as released reaches that path rarely, since it schedules a round before nearly every step and the
+"no other peers" branch of a scheduled round loads the local mean properly; the scheduling patch above made
+it every step of a lone peer (issue 22: 1/K of the samples of every lone global step since 619588b). So
+:func:`_begin_averaging_gradients` loads the local mean into the optimizer whenever no round began, as
+hivemind's own ``_load_local_gradients_into_optimizer`` does for its "no other peers" case; the fallback's
+second copy into the averager's buffers after it changes nothing the optimizer uses.
+
 :func:`apply_step_patches` applies these (and the scheduling of state rounds, below) to the main process only
 (the tracker is a thread there, the optimizer's step runs there), under the same version and source checks,
 all or none.
@@ -110,6 +123,16 @@ SCHEDULE_SOURCE_SHA256 = "868f8c36bdaa41e64552295d029a96765ab3857011ac221ce4b704
 """The sha256 of ``inspect.getsource(Optimizer._maybe_schedule_gradient_averaging)`` in hivemind 1.1.12."""
 
 HIVEMIND_MAYBE_SCHEDULE_GRADIENT_AVERAGING = Optimizer.__dict__.get("_maybe_schedule_gradient_averaging")
+"""hivemind's own method, as imported (before any patch)."""
+
+BEGIN_AVERAGING_SOURCE_SHA256 = "f17d8bb258a0c551049fbdac45261f41d123771c9add2c7f3b0dc69363c676d8"
+"""The sha256 of ``inspect.getsource(Optimizer._begin_averaging_gradients)`` in hivemind 1.1.12."""
+
+UPDATE_GLOBAL_EPOCH_SOURCE_SHA256 = "03a36523a3fce65e7c4d73b62d6346c6919c25a18c96059e541b32d9d51866d8"
+"""The sha256 of ``inspect.getsource(Optimizer._update_global_epoch)`` in hivemind 1.1.12: the caller whose
+fallback :func:`_begin_averaging_gradients` completes."""
+
+HIVEMIND_BEGIN_AVERAGING_GRADIENTS = Optimizer.__dict__.get("_begin_averaging_gradients")
 """hivemind's own method, as imported (before any patch)."""
 
 STATE_SCHEDULE_SOURCE_SHA256 = "f6ba5e5eab04f4ebc8c22e752a186a1f2deb637e491c6d308f9ab2c003424f44"
@@ -209,6 +232,16 @@ def _maybe_schedule_gradient_averaging(self: Optimizer) -> None:
         self.scheduled_grads = self.grad_averager.schedule_step(
             timeout=self.averaging_timeout, gather={EXPECTED_GROUP_KEY: expected_group_size(self)}
         )
+
+
+def _begin_averaging_gradients(self: Optimizer, grad_scaler) -> bool:
+    """hivemind 1.1.12's method, which loads the mean of the local gradients into the optimizer whenever no
+    round began, so that a global step with nobody else is the step on all of this peer's samples."""
+    began = HIVEMIND_BEGIN_AVERAGING_GRADIENTS(self, grad_scaler)
+    if not began:
+        # hivemind's own fallback for a scheduled round with no other peer; idempotent where it already ran
+        self._load_local_gradients_into_optimizer()
+    return began
 
 
 def _maybe_schedule_state_averaging(self: Optimizer) -> None:
@@ -317,6 +350,7 @@ def is_step_patched() -> bool:
         ProgressTracker.__dict__.get("_parse_swarm_progress_data") is _parse_swarm_progress_data
         and Optimizer.__dict__.get("_maybe_schedule_gradient_averaging") is _maybe_schedule_gradient_averaging
         and Optimizer.__dict__.get("_maybe_schedule_state_averaging") is _maybe_schedule_state_averaging
+        and Optimizer.__dict__.get("_begin_averaging_gradients") is _begin_averaging_gradients
     )
 
 
@@ -332,9 +366,12 @@ def apply_step_patches() -> bool:
         (ProgressTracker.__dict__.get("_parse_swarm_progress_data"), TRACKER_SOURCE_SHA256),
         (Optimizer.__dict__.get("_maybe_schedule_gradient_averaging"), SCHEDULE_SOURCE_SHA256),
         (Optimizer.__dict__.get("_maybe_schedule_state_averaging"), STATE_SCHEDULE_SOURCE_SHA256),
+        (Optimizer.__dict__.get("_begin_averaging_gradients"), BEGIN_AVERAGING_SOURCE_SHA256),
+        (Optimizer.__dict__.get("_update_global_epoch"), UPDATE_GLOBAL_EPOCH_SOURCE_SHA256),
     ]
-    if not matches("global-step fixes (progress tracker, round scheduling)", sources):
+    if not matches("global-step fixes (progress tracker, round scheduling, local gradients)", sources):
         return False
+    Optimizer._begin_averaging_gradients = _begin_averaging_gradients
     ProgressTracker._parse_swarm_progress_data = _parse_swarm_progress_data
     Optimizer._maybe_schedule_gradient_averaging = _maybe_schedule_gradient_averaging
     Optimizer._maybe_schedule_state_averaging = _maybe_schedule_state_averaging

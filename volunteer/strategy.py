@@ -37,6 +37,7 @@ from volunteer.swarm import reachability
 from volunteer.swarm.hivemind_patches import apply_group_patches, apply_hivemind_patches, apply_step_patches
 from volunteer.swarm.hivemind_private import reread_progress_now
 from volunteer.swarm.keeper import SoloGuard, SwarmKeeper, swarm_keeper_env
+from volunteer.swarm.large_batch import ClipAtGlobalStep, initialize_state
 from volunteer.swarm.multiaddrs import parse_listen_addresses, parse_peers
 from volunteer.transfer import TransferMeter, count_state_bytes, meter_state_loads
 from volunteer.wire import UploadCap, WireMeter, count_wire_bytes, limits_from
@@ -304,6 +305,7 @@ class HivemindStrategy(Strategy):
         self._step_batch_size: int | None = None
         self._schedulers: list[_GlobalStepScheduler] = []
         self._original_zero_grad: Callable | None = None
+        self._clipping: ClipAtGlobalStep | None = None
         self._resumed_optimizer_state: dict | None = None
         self._samples_contributed = 0
         self._transfers = TransferMeter()
@@ -642,10 +644,11 @@ class HivemindStrategy(Strategy):
         (optimizer,) = self.optimizers
         if self._optimizer_factory_mode:
             optimizer_type, defaults = type(optimizer), dict(optimizer.defaults)
-            opt_arg: Any = lambda params: optimizer_type(params, **defaults)  # noqa: E731
+            # the state of an optimizer that took no step (volunteer.swarm.large_batch), not hivemind's zero step
+            opt_arg: Any = lambda params: initialize_state(optimizer_type(params, **defaults))  # noqa: E731
             params = optimizer.param_groups
         else:
-            opt_arg, params = optimizer, None
+            opt_arg, params = (initialize_state(optimizer) if self.mode != "diloco" else optimizer), None
         apply_hivemind_patches()  # before hivemind forks its averagers, which inherit it
         apply_group_patches()  # likewise: a round assembles once every peer training has joined
         count_state_bytes()  # likewise
@@ -667,6 +670,8 @@ class HivemindStrategy(Strategy):
                 **kwargs,
             )
         else:
+            kwargs = dict(self._optimizer_kwargs)
+            kwargs["averager_opts"] = {"initialize_optimizer": False, **(kwargs.get("averager_opts") or {})}
             opt = hivemind.Optimizer(
                 dht=self._dht,
                 run_id=self.run_id,
@@ -677,8 +682,14 @@ class HivemindStrategy(Strategy):
                 scheduler=self.scheduler_fn,
                 # hivemind replaces this argument by the DHT's own mode; pass it so both always agree
                 client_mode=self._dht.client_mode,
-                **self._optimizer_kwargs,
+                **kwargs,
             )
+        if self.mode == "sync" and self.lightning_module is not None:
+            # Lightning clips after every micro-batch; the large-batch step clips the mean gradient, once
+            self._clipping = ClipAtGlobalStep(
+                self.precision_plugin, self.lightning_module, lambda o: isinstance(o, hivemind.Optimizer)
+            )
+            self._clipping.attach(opt.state_averager.optimizer)
         self._opt = opt
         self._base_average_state_every = opt.average_state_every
         if self.mode == "local":
@@ -933,6 +944,9 @@ class HivemindStrategy(Strategy):
             # put back the bound method taken in _disable_zero_grad (mypy refuses assigning to any method)
             module.optimizer_zero_grad = self._original_zero_grad  # type: ignore[method-assign]
             self._original_zero_grad = None
+        if self._clipping is not None:
+            self._clipping.remove()
+            self._clipping = None
         self.shutdown_hivemind()
         super().teardown()
 

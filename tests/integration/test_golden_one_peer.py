@@ -180,6 +180,8 @@ SYNC_CASES = {
     "reuse-grad-buffers-clip": (dict(), dict(reuse_grad_buffers=True), dict(gradient_clip_val=0.05)),
     "reuse-grad-buffers-bf16": (dict(), dict(reuse_grad_buffers=True), dict(precision="bf16-mixed")),
     "no-delay-state-averaging": (dict(optimizer="adam", lr=0.01), dict(delay_state_averaging=False), {}),
+    # alone, nothing is compressed: PowerSGD's averager must hand the optimizer the plain mean
+    "powersgd": (dict(optimizer="momentum", lr=0.05), dict(powersgd_rank=2), {}),
 }
 
 

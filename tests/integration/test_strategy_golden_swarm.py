@@ -58,6 +58,7 @@ def test_two_peers_every_global_step_is_the_sample_weighted_mean(tmp_path):
     peers = {"a": dict(batch=8, seed=1, stop=4), "b": dict(batch=16, seed=2, stop=4)}
     report = check_golden(tmp_path, _run_together(tmp_path, peers))
     assert report.joint_steps[2] >= 3, report.text
+    assert report.weighted_steps >= 2, report.text
 
 
 def test_three_peers_every_global_step_is_the_sample_weighted_mean(tmp_path):
@@ -69,6 +70,7 @@ def test_three_peers_every_global_step_is_the_sample_weighted_mean(tmp_path):
     }
     report = check_golden(tmp_path, _run_together(tmp_path, peers))
     assert report.joint_steps[3] >= 3, report.text
+    assert report.weighted_steps >= 2, report.text
 
 
 KNOWN_BUGS = pytest.mark.skipif(
@@ -85,7 +87,7 @@ def test_a_peer_left_alone_steps_on_all_its_samples(tmp_path):
     whenever a still sees b's progress record at a step (b's goodbye not read yet): a begins a gradient round,
     it fails ("could not find a group"), and hivemind 1.1.12 then loads the "local gradients" from accumulators
     that ``GradientAverager.step(reset_accumulators=True)`` already emptied: the optimizer steps on zeros, the
-    step's samples are lost and a's parameters do not move (seen in 1 of 3 runs here).
+    step's samples are lost and a's parameters do not move (3 of 4 runs with a departure here).
     """
     peers = {"a": dict(batch=8, seed=1, stop=6), "b": dict(batch=16, seed=2, stop=3)}
     report = check_golden(tmp_path, _run_together(tmp_path, peers))
@@ -101,11 +103,14 @@ def test_a_newcomer_steps_with_the_swarm_from_its_first_step(tmp_path):
     against the reference of that epoch), samples accumulated before a load are dropped, and from then on every
     step of a and b is one round with both on the sample-weighted mean.
 
-    Fails now (2 of 2 runs): b's first step, or a's step at the join, is taken alone on the peer's own samples.
-    b's tracker does not count b itself until b's own progress record is in the DHT
-    (``_parse_swarm_progress_data`` substitutes the local record only for one it finds), so with one other peer
-    it sees ``num_peers == 1`` and neither schedules nor begins a round; a, not seeing b's record yet, steps
-    alone too. The two diverge and state averaging later mixes their parameters.
+    Fails now in some runs (1 of 3 at this target; 2 of 2 at a target of 96 samples, where a step is shorter than
+    the time a newcomer's progress record takes to be seen): a peer steps alone at the join. A newcomer's tracker
+    does not count the newcomer until its own progress record is in the DHT (``_parse_swarm_progress_data`` in
+    ``volunteer/swarm/hivemind_patches.py`` substitutes the local record only for one it finds), so with one
+    other peer it sees ``num_peers == 1`` and neither schedules nor begins a round; the other peer, not seeing
+    the newcomer's record yet, steps alone too (its tracker: 1 peer). The one that is then an epoch behind
+    follows at once (``global_epoch > local_epoch``) and its gradient round can pair with the other's round of
+    the next epoch (hivemind's gradient group key has no epoch): gradients of two epochs averaged together.
     """
     peers = {"a": dict(batch=8, seed=1), "b": dict(batch=16, seed=2)}
     procs: list[Proc] = []
@@ -155,6 +160,7 @@ class Report:
         self.failures: list[str] = []
         self.lone_steps = 0
         self.joint_steps = {2: 0, 3: 0}
+        self.weighted_steps = 0  # steps together where sample and equal weights differ beyond the bound
         self.worst = 0.0
 
     @property
@@ -207,13 +213,13 @@ def check_golden(out, names: dict[str, dict]) -> Report:
                     f"round weight {event['weight']}"
                 )
             peer_sum = torch.zeros_like(theta)
+            stale = [_rel(batch["params"], theta) for batch in batches]
+            if stale and max(stale) > RTOL:
+                report.failures.append(
+                    f"{name} epoch {epoch}: {sum(d > RTOL for d in stale)} of {len(batches)} batches' gradients were "
+                    f"computed on other parameters than the epoch's (rel. diff up to {max(stale):.1e})"
+                )
             for batch in batches:
-                stale = _rel(batch["params"], theta)
-                if stale > RTOL:
-                    report.failures.append(
-                        f"{name} epoch {epoch}: a batch's gradient was computed on other parameters "
-                        f"(rel. diff {stale:.1e}): a stale gradient went into the step"
-                    )
                 peer_sum += batch["n"] * _grad(theta, batch["x"], batch["y"])
             per_peer[name] = (peer_sum, n)
             grads += peer_sum
@@ -241,10 +247,11 @@ def check_golden(out, names: dict[str, dict]) -> Report:
         else:
             report.joint_steps[len(who)] = report.joint_steps.get(len(who), 0) + 1
             kind = "together"
-            # the weighting is visible: peers weighted equally would give another step
-            equal = theta - LR * sum(s / max(n, 1) for s, n in per_peer.values()) / len(per_peer)
-            if _rel(equal, expected) <= 10 * RTOL:
-                report.failures.append(f"epoch {epoch}: equal and sample weights agree, the test cannot see weights")
+            if len({n for _, n in per_peer.values()}) > 1:
+                # peers with different sample counts: weighting them equally would give another step
+                equal = theta - LR * sum(s / max(n, 1) for s, n in per_peer.values()) / len(per_peer)
+                if _rel(equal, expected) > 10 * RTOL:
+                    report.weighted_steps += 1
         worst = 0.0
         for name, event, _ in stepping:
             diff = _rel(event["params"], expected)
@@ -254,6 +261,10 @@ def check_golden(out, names: dict[str, dict]) -> Report:
                     f"{name}'s parameters after its step from epoch {epoch} are not the reference "
                     f"(rel. diff {diff:.1e}; {kind})"
                 )
+        if worst > RTOL:
+            # go on from what the first peer has, so that each later step is judged on its own
+            reference[epoch + 1] = stepping[0][1]["params"]
+            kind += f"; the reference goes on from {stepping[0][0]}'s parameters"
         report.worst = max(report.worst, worst)
         counts = ", ".join(f"{name}:{n}" for name, (_, n) in per_peer.items())
         report.lines.append(f"epoch {epoch} -> {epoch + 1}: {kind}, samples {counts}, rel. diff {worst:.1e}")
@@ -272,7 +283,9 @@ def check_golden(out, names: dict[str, dict]) -> Report:
                 f"{name} loaded epoch {to} with parameters that are not that epoch's "
                 f"(closest: epoch {near}, rel. diff {_rel(params, reference[near]):.1e})"
             )
-    report.lines.append(f"worst rel. diff {report.worst:.1e} (bound {RTOL})")
+    report.lines.append(
+        f"worst rel. diff {report.worst:.1e} (bound {RTOL}); {report.weighted_steps} steps tell weights"
+    )
     print(report.text)
     assert not report.failures, report.text
     return report

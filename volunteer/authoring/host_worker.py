@@ -134,6 +134,7 @@ class _HostWorker:
     def run(self) -> None:
         import hivemind
 
+        from volunteer.swarm.auxiliary import mark_auxiliary_rounds
         from volunteer.swarm.hivemind_patches import apply_group_patches, apply_hivemind_patches
         from volunteer.swarm.leaderboard import record_validators
 
@@ -195,6 +196,8 @@ class _HostWorker:
             delay_optimizer_step=False,
             **kwargs,
         )
+        # a round with nobody but the host trained nobody: say so, and the volunteer in it is not credited
+        mark_auxiliary_rounds(self.opt.grad_averager)
         self.opt.load_state_from_peers()
         self.state_epoch = self.opt.local_epoch
         if self.state_epoch > 0:

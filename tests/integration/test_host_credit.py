@@ -1,9 +1,16 @@
-"""A lone volunteer beside the author's host (``volunteer host``, an auxiliary peer that trains nothing).
+"""A volunteer with nobody but the author's host (``volunteer host``, an auxiliary peer that trains nothing).
 
-Real processes on 127.0.0.1: the host and one headless volunteer of the same project, with a matchmaking
-window long enough to see. The host was counted as company: every global step of the lone volunteer began an
-averaging round with it, which assembled only at the end of the window (the host sends no count of the peers
-to expect), and ended in a group of two, credited as swarm work although nobody else trained.
+Real processes on 127.0.0.1: the host and headless volunteers of one project.
+
+Two of them alone (the host and one volunteer): the host publishes no progress record (hivemind's tracker
+reports only a peer that accumulated samples), so the volunteer's tracker does not count it and begins no
+averaging round: it steps at its own pace (0.1 s a global step here) and is credited nothing. That held on the
+code before this test too; it stays as a guard, since a host that were counted would cost a whole matchmaking
+window per global step (it sends no count of the peers to expect) and credit the volunteer for its steps alone.
+
+Where the host and the lone volunteer do meet in a round is beside a volunteer gone without a goodbye, whose
+progress record both of them count until it expires: the host marks its rounds as auxiliary and the volunteer
+is not credited for them (a group of two was swarm work before).
 """
 
 from __future__ import annotations
@@ -109,8 +116,8 @@ def _run(tmp: Path) -> Run:
 
 def test_a_lone_volunteer_beside_a_host_steps_without_waiting_out_the_window(beside_host: Run) -> None:
     """Alone but for the host, global steps follow one another at the volunteer's own pace: several of them fit in
-    one matchmaking window (on the old code each waited out the window: one step per window at most), and the
-    host was in no averaging round (nobody trained beside the volunteer: no round is worth a window)."""
+    one matchmaking window (a round with the host would end at the window's end: one step per window at most),
+    and the host was in no averaging round."""
     steps = sorted(beside_host.steps)
     assert steps[-1] - steps[0] >= STEPS, f"global steps seen within one {WINDOW} s window: {beside_host.steps}"
     assert beside_host.host.get("gradient_rounds") == 0, beside_host.host

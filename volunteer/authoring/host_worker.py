@@ -5,10 +5,12 @@ It runs in a process (and process group) of its own, started by :mod:`volunteer.
 one signal.
 
 An auxiliary optimizer computes nothing: each ``step()`` joins the swarm's averaging rounds as a reducer
-(``Averaged gradients with N peers`` in its log). It does not receive the averaged parameters, so after every
-global step the host downloads the swarm's state from a volunteer; it then serves that state to newcomers
-(``allow_state_sharing``) with a priority just below the volunteers' own, so a newcomer takes the state from a
-volunteer when one is there and from the host when none is, for instance after everyone left for the night.
+(``Averaged gradients with N peers`` in its log), and says so in its gradient rounds' data, so that a volunteer in
+a round with nobody but the host is not credited for it (:mod:`volunteer.swarm.auxiliary`). It does not receive
+the averaged parameters, so after every global step the host downloads the swarm's state from a volunteer; it
+then serves that state to newcomers (``allow_state_sharing``) with a priority just below the volunteers' own, so
+a newcomer takes the state from a volunteer when one is there and from the host when none is, for instance after
+everyone left for the night.
 """
 
 from __future__ import annotations

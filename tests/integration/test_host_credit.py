@@ -154,6 +154,8 @@ def test_rounds_with_nobody_but_the_host_earn_no_credit(tmp_path: Path, monkeypa
         a.wait_status(lambda s: s["swarm_samples"] > 0, 150, "a global step credited with b", [b])
         b.proc.kill()  # gone without a goodbye: its progress record stays until it expires
         gone = a.status()["local_epoch"]
+        # from gone + 2 on, every step began after the kill and was judged (at a's next batch) after it; b's record
+        # lives 60 s after its last report, and a's steps beside the host alone took 10.8 s each here (window 8 s)
         before = a.wait_status(lambda s: s["local_epoch"] >= gone + 2, 6 * GONE_WINDOW, "steps after b left", [])
         host_before, started = _swarm(url).get("swarm", {}), time.monotonic()
         after = a.wait_status(lambda s: s["local_epoch"] >= gone + 4, 6 * GONE_WINDOW, "two more steps alone", [])

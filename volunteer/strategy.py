@@ -34,6 +34,7 @@ from volunteer.errors import StrategyConfigError, SwarmError
 from volunteer.protocol import SwarmProgress
 from volunteer.stats import KindBytes, Transfer, Wire
 from volunteer.swarm import reachability
+from volunteer.swarm.auxiliary import trained_together
 from volunteer.swarm.hivemind_patches import apply_group_patches, apply_hivemind_patches, apply_step_patches
 from volunteer.swarm.hivemind_private import reread_progress_now
 from volunteer.swarm.keeper import SoloGuard, SwarmKeeper, swarm_keeper_env
@@ -1175,15 +1176,15 @@ def _check_positive_int(name: str, value: Any) -> None:
 
 
 def _averaged_with_others(control: Any) -> bool | None:
-    """Whether a gradient-averaging round ended in a group with another peer; None while it runs."""
+    """Whether an averaging round ended in a group with another peer that trained (the author's host, an
+    auxiliary peer, does not count: :mod:`volunteer.swarm.auxiliary`); None while it runs."""
     if control is None:
         return False
     if not control.done():
         return None
     if control.cancelled() or control.exception() is not None:
         return False
-    group = control.result()
-    return group is not None and len(group) >= 2
+    return trained_together(control.result())
 
 
 def _is_loopback(address: str) -> bool:

@@ -5,10 +5,12 @@ It runs in a process (and process group) of its own, started by :mod:`volunteer.
 one signal.
 
 An auxiliary optimizer computes nothing: each ``step()`` joins the swarm's averaging rounds as a reducer
-(``Averaged gradients with N peers`` in its log). It does not receive the averaged parameters, so after every
-global step the host downloads the swarm's state from a volunteer; it then serves that state to newcomers
-(``allow_state_sharing``) with a priority just below the volunteers' own, so a newcomer takes the state from a
-volunteer when one is there and from the host when none is, for instance after everyone left for the night.
+(``Averaged gradients with N peers`` in its log), and says so in its gradient rounds' data, so that a volunteer in
+a round with nobody but the host is not credited for it (:mod:`volunteer.swarm.auxiliary`). It does not receive
+the averaged parameters, so after every global step the host downloads the swarm's state from a volunteer; it
+then serves that state to newcomers (``allow_state_sharing``) with a priority just below the volunteers' own, so
+a newcomer takes the state from a volunteer when one is there and from the host when none is, for instance after
+everyone left for the night.
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class _HostWorker:
     def run(self) -> None:
         import hivemind
 
+        from volunteer.swarm.auxiliary import mark_auxiliary_rounds
         from volunteer.swarm.hivemind_patches import apply_group_patches, apply_hivemind_patches
         from volunteer.swarm.leaderboard import record_validators
 
@@ -195,6 +198,8 @@ class _HostWorker:
             delay_optimizer_step=False,
             **kwargs,
         )
+        # a round with nobody but the host trained nobody: say so, and the volunteer in it is not credited
+        mark_auxiliary_rounds(self.opt.grad_averager)
         self.opt.load_state_from_peers()
         self.state_epoch = self.opt.local_epoch
         if self.state_epoch > 0:

@@ -85,6 +85,8 @@ def test_shown_credit_is_on_disk_and_every_sample_is_accounted_after_kills_at_ra
             disk = _on_disk(path)
             assert shown.swarm_samples <= disk["swarm_samples"], f"credit shown but not written ({where}, {log})"
             assert shown.total_samples <= disk["samples"], f"samples shown but not written ({where}, {log})"
+        if session.ledger is not None:  # this session's figures are the written ones too
+            assert shown.total_samples - shown.session_samples == session.ledger.base.totals.samples, log
         moments["left"] -= 1
         if moments["left"] == 0:
             raise Killed(where)

@@ -189,7 +189,8 @@ class Session:
                 "ledger",
                 f"the last session ended without settling {self.ledger.recovered:,} samples: counted local-only",
             )
-        self._save_ledger()  # shows the totals from now on: a restart never shows (or exports) all-time as 0
+        self._show_ledger()  # from now on: a restart never shows (or exports) all-time as 0
+        self._save_ledger()
         self._publish(project=project.info(), target_batch_size=manifest.target_batch_size)
 
     @contextlib.contextmanager
@@ -417,7 +418,6 @@ class Session:
 
     def _publish_stats(self, m: TrainingStats) -> None:
         progress = m.progress
-        session = self._session()
         fresh = [e for e in m.leaderboard if time.time() - e.last_seen < LEADERBOARD_FRESH]
         swarm_rate = sum(e.samples_per_second for e in fresh) if fresh else m.samples_per_second
         state = self._worker_state
@@ -429,8 +429,6 @@ class Session:
             state = State.RECONNECTING  # cut off from every known peer while training (volunteer.swarm.keeper)
         self._publish(
             state=state,
-            session_samples=session.samples,
-            session_steps=session.steps,
             samples_per_second=m.samples_per_second,
             loss=m.loss,
             loss_smoothed=m.loss_smoothed,
@@ -504,7 +502,7 @@ class Session:
             self._save_ledger()
 
     def _save_ledger(self) -> None:
-        """Write the ledger, then show its all-time figures: the views never show credit a kill -9 would lose."""
+        """Write the ledger, then show what it holds: the views never show a figure that a kill -9 would lose."""
         if self.ledger is None:
             return
         self._last_ledger_save = time.monotonic()
@@ -513,8 +511,16 @@ class Session:
             self.ledger.save()
         except VolunteerError as e:
             self.event("error", e.message)
-        totals = self.ledger.saved
+        self._show_ledger()
+
+    def _show_ledger(self) -> None:
+        """Publish what a kill -9 now would leave in the ledger for the next start."""
+        if self.ledger is None:
+            return
+        totals, before = self.ledger.saved, self.ledger.base.totals
         self._publish(
+            session_samples=totals.samples - before.samples,
+            session_steps=totals.steps - before.steps,
             total_samples=totals.samples,
             total_steps=totals.steps,
             swarm_samples=totals.swarm_samples,

@@ -160,3 +160,20 @@ def test_the_next_session_counts_unsettled_samples_local_only(tmp_path, counts, 
     assert totals.local_only_samples == local_only + recovered and ledger.recovered == recovered
     ledger.save()
     assert json.loads(path.read_text())["local_only_samples"] == local_only + recovered
+
+
+def test_a_ledger_that_cannot_be_written_shows_no_new_credit_and_says_so_once_per_credit(tmp_path, monkeypatch):
+    session = Session(Settings(project="demo", status_port=0), DataDir.open(tmp_path / "data"))
+    session._prepare()
+
+    def disk_full(path, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(volunteer.ledger, "atomic_write_json", disk_full)
+    worker = Worker(random.Random(SEED))
+    worker.samples = worker.swarm = 512
+    for _ in range(3):  # the training process reports every half second; the credit stays the same
+        session._on_stats(worker.stats())
+    errors = [e for e in session.events_since(0) if e.kind == "error"]
+    assert len(errors) == 1 and "No space left on device" in errors[0].message
+    assert session.latest().swarm_samples == 0, "credit shown that the ledger does not hold"

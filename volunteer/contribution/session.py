@@ -98,6 +98,8 @@ class Session:
         self._worker_state = State.CONNECTING
         self._last_logged = 0.0
         self._last_ledger_save = 0.0
+        self._credit_tried = 0
+        """The newest credit written at once (or tried: a failing write is retried every LEDGER_INTERVAL)."""
         self._reconnecting = False
         self.reconnects = 0
         self.peer_id = ""
@@ -404,7 +406,9 @@ class Session:
     def _on_stats(self, m: TrainingStats) -> None:
         self._worker_state = m.state
         self._current, self._pending = m.counters, m.pending_samples
-        if self.ledger is not None and self._ledger_totals().swarm_samples != self.ledger.saved.swarm_samples:
+        credit = self._ledger_totals().swarm_samples
+        if self.ledger is not None and credit != self.ledger.saved.swarm_samples and credit != self._credit_tried:
+            self._credit_tried = credit
             self._save_ledger()  # credit for a global step is durable at once, and shown only once written
         self._publish_stats(m)
 

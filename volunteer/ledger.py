@@ -2,7 +2,12 @@
 
 The ledger separates samples that went into global steps the swarm took (``swarm_samples``) from samples
 computed while this peer was alone or out of sync (``local_only_samples``): credit must match what the
-volunteer saw. It is rewritten atomically, so ``kill -9`` at any moment leaves the previous version.
+volunteer saw. It is rewritten atomically, so ``kill -9`` at any moment leaves the previous version, and the
+session shows all-time figures only once they are written (see :attr:`LedgerFile.saved`).
+
+While a session runs, ``samples`` counts samples whose global step has not ended yet: they are neither credited
+nor local-only. A session that ends normally counts them local-only; one killed outright cannot, so the next
+session does it when it reads the ledger (:attr:`LedgerFile.recovered`): nobody can know whether they were credited.
 
 A ledger that cannot be read back (not JSON, not UTF-8, a count that is negative, fractional or not finite)
 is never overwritten: it is renamed aside (``<run>.json.damaged-<time>``) with a warning, and counting starts
@@ -140,9 +145,25 @@ class LedgerFile:
             previous = None
         if previous is None:
             previous = Ledger(run_id=run_id, first_seen=now, updated=now)
+        totals = previous.totals
+        settled = totals.swarm_samples + totals.local_only_samples
+        self.recovered = max(0, totals.samples - settled)
+        """Samples the last session computed but never saw settled (it was killed): local-only from now on."""
+        if totals.samples != settled:
+            totals = dataclasses.replace(
+                totals,
+                samples=max(totals.samples, settled),
+                local_only_samples=totals.local_only_samples + self.recovered,
+            )
+            previous = dataclasses.replace(previous, totals=totals)
         self.base = previous
         self.current = dataclasses.replace(previous, sessions=previous.sessions + 1, updated=now)
         self._written: Ledger | None = None
+
+    @property
+    def saved(self) -> Counters:
+        """The totals a kill now would leave for the next session: the last ones written (or read)."""
+        return (self._written or self.base).totals
 
     def _set_aside(self, error: DataDirError) -> str:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

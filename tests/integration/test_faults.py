@@ -76,8 +76,8 @@ def test_partitioned_peers_come_back_whole(swarm):
         # every sample is counted once: swarm + local-only, and the rest toward the next global step
         judged = s["swarm_samples"] + s["local_only_samples"]
         assert judged <= s["total_samples"] <= judged + 2 * TARGET, (v.name, s)
-        ledger = v.ledger()
-        assert ledger["swarm_samples"] <= s["swarm_samples"] and ledger["samples"] <= s["total_samples"]
+        ledger = v.ledger()  # the status shows the ledger as written: never more than it holds
+        assert ledger["swarm_samples"] >= s["swarm_samples"] and ledger["samples"] >= s["total_samples"]
 
     # then the bootstrap (a training volunteer, as compose's first replica is) dies mid-accumulation: its whole
     # process tree at once. The survivors go on as one swarm: two joint steps, both seeing exactly each other

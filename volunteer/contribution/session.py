@@ -39,7 +39,7 @@ from volunteer.protocol import (
     WorkerMessage,
 )
 from volunteer.settings import Settings
-from volunteer.stats import Command, ErrorInfo, Event, ProjectInfo, Snapshot, State
+from volunteer.stats import Command, ErrorInfo, Event, LeaderboardEntry, ProjectInfo, Snapshot, State
 from volunteer.supervisor import Backoff, StopSignals, WorkerProcess, drain
 from volunteer.transfer import TransferMeter, repeating
 
@@ -98,6 +98,8 @@ class Session:
         self._worker_state = State.CONNECTING
         self._last_logged = 0.0
         self._last_ledger_save = 0.0
+        self._credit_tried = 0
+        """The newest credit written at once (or tried: a failing write is retried every LEDGER_INTERVAL)."""
         self._reconnecting = False
         self.reconnects = 0
         self.peer_id = ""
@@ -184,15 +186,14 @@ class Session:
         self.ledger = LedgerFile(self.data_dir.ledger_file(manifest.run_id), manifest.run_id)
         if self.ledger.warning:
             self.event("warning", self.ledger.warning)
-        totals = self.ledger.base.totals  # shown from now on: a restart never shows (or exports) all-time as 0
-        self._publish(
-            project=project.info(),
-            target_batch_size=manifest.target_batch_size,
-            total_samples=totals.samples,
-            total_steps=totals.steps,
-            swarm_samples=totals.swarm_samples,
-            local_only_samples=totals.local_only_samples,
-        )
+        if self.ledger.recovered:
+            self.event(
+                "ledger",
+                f"the last session ended without settling {self.ledger.recovered:,} samples: counted local-only",
+            )
+        self._show_ledger()  # from now on: a restart never shows (or exports) all-time as 0
+        self._save_ledger()
+        self._publish(project=project.info(), target_batch_size=manifest.target_batch_size)
 
     @contextlib.contextmanager
     def _showing(self, meter: TransferMeter) -> Iterator[None]:
@@ -405,10 +406,11 @@ class Session:
     def _on_stats(self, m: TrainingStats) -> None:
         self._worker_state = m.state
         self._current, self._pending = m.counters, m.pending_samples
-        previous_swarm = self._snapshot.swarm_samples
+        credit = self._ledger_totals().swarm_samples
+        if self.ledger is not None and credit != self.ledger.saved.swarm_samples and credit != self._credit_tried:
+            self._credit_tried = credit
+            self._save_ledger()  # credit for a global step is durable at once, and shown only once written
         self._publish_stats(m)
-        if self._snapshot.swarm_samples != previous_swarm:
-            self._save_ledger()  # credit for a global step is durable at once
 
     # -- snapshots ---------------------------------------------------------------------------------------
 
@@ -420,7 +422,6 @@ class Session:
 
     def _publish_stats(self, m: TrainingStats) -> None:
         progress = m.progress
-        session, totals = self._session(), self._ledger_totals()
         fresh = [e for e in m.leaderboard if time.time() - e.last_seen < LEADERBOARD_FRESH]
         swarm_rate = sum(e.samples_per_second for e in fresh) if fresh else m.samples_per_second
         state = self._worker_state
@@ -432,12 +433,6 @@ class Session:
             state = State.RECONNECTING  # cut off from every known peer while training (volunteer.swarm.keeper)
         self._publish(
             state=state,
-            session_samples=session.samples,
-            session_steps=session.steps,
-            total_samples=totals.samples,
-            total_steps=totals.steps,
-            swarm_samples=totals.swarm_samples,
-            local_only_samples=totals.local_only_samples,
             samples_per_second=m.samples_per_second,
             loss=m.loss,
             loss_smoothed=m.loss_smoothed,
@@ -449,11 +444,18 @@ class Session:
             target_batch_size=progress.target_batch_size if progress else self._snapshot.target_batch_size,
             eta_next_step=progress.eta_next_step if progress else None,
             swarm_samples_per_second=swarm_rate,
-            leaderboard=m.leaderboard,
+            leaderboard=self._own_credit_as_saved(m.leaderboard),
             transfer=m.transfer,
             wire=m.wire,
             leaderboard_dropped=m.leaderboard_dropped,
         )
+
+    def _own_credit_as_saved(self, entries: tuple[LeaderboardEntry, ...]) -> tuple[LeaderboardEntry, ...]:
+        """This peer's row as the ledger holds it: the training process publishes its credit before it is written."""
+        if self.ledger is None:
+            return entries
+        saved = self.ledger.saved.swarm_samples
+        return tuple(dataclasses.replace(e, samples=min(e.samples, saved)) if e.is_self else e for e in entries)
 
     def _publish(self, **changes: Any) -> None:
         with self._publish_lock:  # the download-progress thread publishes too: no change may be lost
@@ -504,6 +506,7 @@ class Session:
             self._save_ledger()
 
     def _save_ledger(self) -> None:
+        """Write the ledger, then show what it holds: the views never show a figure that a kill -9 would lose."""
         if self.ledger is None:
             return
         self._last_ledger_save = time.monotonic()
@@ -512,6 +515,21 @@ class Session:
             self.ledger.save()
         except VolunteerError as e:
             self.event("error", e.message)
+        self._show_ledger()
+
+    def _show_ledger(self) -> None:
+        """Publish what a kill -9 now would leave in the ledger for the next start."""
+        if self.ledger is None:
+            return
+        totals, before = self.ledger.saved, self.ledger.base.totals
+        self._publish(
+            session_samples=totals.samples - before.samples,
+            session_steps=totals.steps - before.steps,
+            total_samples=totals.samples,
+            total_steps=totals.steps,
+            swarm_samples=totals.swarm_samples,
+            local_only_samples=totals.local_only_samples,
+        )
 
     # -- commands and signals ---------------------------------------------------------------------------
 

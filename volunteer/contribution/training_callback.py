@@ -173,17 +173,18 @@ class Reporter(L.Callback):
 
     def send_stats(self) -> None:
         strategy = self.strategy
+        samples, swarm, local_only, pending = _credit_counts(strategy)
         with self._lock:
             message = TrainingStats(
                 state=self.state,
                 counters=Counters(
-                    samples=strategy.samples_contributed,
+                    samples=samples,
                     steps=self.steps,
-                    swarm_samples=strategy.swarm_samples,
-                    local_only_samples=strategy.local_only_samples,
+                    swarm_samples=swarm,
+                    local_only_samples=local_only,
                     compute_seconds=self.compute_seconds,
                 ),
-                pending_samples=strategy.pending_samples,
+                pending_samples=pending,
                 samples_per_second=self.samples_per_second,
                 loss=self.loss,
                 loss_smoothed=self.loss_smoothed,
@@ -216,6 +217,26 @@ class Reporter(L.Callback):
         self._thread.join(timeout=2)
         with contextlib.suppress(Exception):
             self.send_stats()
+
+
+def _credit_counts(strategy: Any) -> tuple[int, int, int, int]:
+    """Samples computed, credited, local-only and pending, read so that the first is the sum of the others.
+
+    This runs on the stats thread while the training thread moves samples from pending to credited or
+    local-only; four reads in a row can straddle a move and count a batch twice or not at all, and the
+    session would write that to the ledger. A torn read is rare and brief: read again until it adds up.
+    """
+    for _ in range(_CONSISTENT_READS):
+        samples, swarm = strategy.samples_contributed, strategy.swarm_samples
+        local_only, pending = strategy.local_only_samples, strategy.pending_samples
+        if samples == swarm + local_only + pending:
+            return samples, swarm, local_only, pending
+        time.sleep(0.001)
+    settled = swarm + local_only  # still moving: never count more settled samples than were computed
+    return max(samples, settled), swarm, local_only, max(samples, settled) - settled
+
+
+_CONSISTENT_READS = 50
 
 
 def _loss_value(outputs: Any) -> float | None:

@@ -36,9 +36,9 @@ from volunteer.stats import KindBytes, Transfer, Wire
 from volunteer.swarm import reachability
 from volunteer.swarm.auxiliary import trained_together
 from volunteer.swarm.hivemind_patches import apply_group_patches, apply_hivemind_patches, apply_step_patches
-from volunteer.swarm.hivemind_private import reread_progress_now
+from volunteer.swarm.hivemind_private import read_swarm_before_a_blind_step, reread_progress_now
 from volunteer.swarm.keeper import SoloGuard, SwarmKeeper, swarm_keeper_env
-from volunteer.swarm.large_batch import ClipAtGlobalStep, initialize_state
+from volunteer.swarm.large_batch import ClipAtGlobalStep, initialize_state, keep_steps_across_state_rounds
 from volunteer.swarm.multiaddrs import parse_listen_addresses, parse_peers
 from volunteer.transfer import TransferMeter, count_state_bytes, meter_state_loads
 from volunteer.wire import UploadCap, WireMeter, count_wire_bytes, limits_from
@@ -685,6 +685,8 @@ class HivemindStrategy(Strategy):
                 client_mode=self._dht.client_mode,
                 **kwargs,
             )
+        if self.mode == "sync" and self._optimizer_kwargs.get("delay_state_averaging"):
+            keep_steps_across_state_rounds(opt.state_averager)
         if self.mode == "sync" and self.lightning_module is not None:
             # Lightning clips after every micro-batch; the large-batch step clips the mean gradient, once
             self._clipping = ClipAtGlobalStep(
@@ -758,6 +760,8 @@ class HivemindStrategy(Strategy):
             self._solo_guard.before_step(optimizer)
         if self._keeper is not None and self._keeper.holding:
             return self._step_while_cut_off(optimizer, closure, model, kwargs["batch_size"])
+        if self.mode == "sync":
+            read_swarm_before_a_blind_step(optimizer.tracker, kwargs["batch_size"])
         before = optimizer.local_epoch
         synchronized = optimizer.is_synchronized_with_peers()
         output = super().optimizer_step(optimizer, closure, model, **kwargs)

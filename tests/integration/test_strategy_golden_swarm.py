@@ -16,12 +16,12 @@ exact for a peer whose batches all have one size, as here), and ``GradientAverag
 weighted mean is the sample-weighted mean of all batches. The peers' batch sizes differ (8, 16, 12), so a mean
 that weighted peers equally would be seen; the test checks that it would.
 
-The two tests that run by default cover peers that start together and step together; the two marked
-``KNOWN_BUGS`` (a peer left alone after another leaves, a newcomer joining mid-training) fail on bugs found
-with them, described in each, and run with ``VOLUNTEER_GOLDEN_KNOWN_BUGS=1``. The default ones passed 5 of 6
-runs (2 peers) and 6 of 6 (3 peers) here; the failed one is the newcomer's bug at the swarm's start: b's
-tracker had read no progress record at all, its own included ("tracker saw 0 peers"), when it reached the
-target alone, so it stepped on its own 384 samples while a stepped in a round (issue to fix, not to widen).
+Four cases: peers that start together and step together (2 and 3 peers), a peer left alone after the other
+leaves, and a newcomer joining mid-training. Written by issue 22's helper before three of its fixes, they
+found them: a failed round stepped on zeros (the departure case, 3 of 4 runs), a peer that had not read its own
+progress record yet did not count itself (the newcomer, 1 of 3 runs; and peers starting together, "tracker saw
+0 peers" at the first step, 1 of 6 runs), and a background state round undid the next global step. All four
+passed 4 of 4 runs on the fixed code, the two-peer start 4 more times alone.
 
 What each kind of step must be:
 
@@ -76,21 +76,14 @@ def test_three_peers_every_global_step_is_the_sample_weighted_mean(tmp_path):
     assert report.weighted_steps >= 2, report.text
 
 
-KNOWN_BUGS = pytest.mark.skipif(
-    not os.environ.get("VOLUNTEER_GOLDEN_KNOWN_BUGS"),
-    reason="fails on known bugs (see the test); set VOLUNTEER_GOLDEN_KNOWN_BUGS=1 to run it",
-)
-
-
-@KNOWN_BUGS
 def test_a_peer_left_alone_steps_on_all_its_samples(tmp_path):
     """a and b step together 3 times; b leaves; a's next 3 steps are on all of its own samples.
 
-    Fails on the code before the fix of issue 22 (a's steps with no round: last micro-batch only). Fails now
-    whenever a still sees b's progress record at a step (b's goodbye not read yet): a begins a gradient round,
-    it fails ("could not find a group"), and hivemind 1.1.12 then loads the "local gradients" from accumulators
-    that ``GradientAverager.step(reset_accumulators=True)`` already emptied: the optimizer steps on zeros, the
-    step's samples are lost and a's parameters do not move (3 of 4 runs with a departure here).
+    Failed on the code before issue 22 (a's steps with no round: last micro-batch only), and whenever a still
+    saw b's progress record at a step (b's goodbye not read yet): a began a gradient round, it failed ("could not
+    find a group"), and hivemind 1.1.12 then loaded the "local gradients" from accumulators that
+    ``GradientAverager.step(reset_accumulators=True)`` had already emptied: the optimizer stepped on zeros (3 of 4
+    runs with a departure; fixed in ``volunteer/swarm/hivemind_patches.py``).
     """
     peers = {"a": dict(batch=8, seed=1, stop=6), "b": dict(batch=16, seed=2, stop=3)}
     report = check_golden(tmp_path, _run_together(tmp_path, peers))
@@ -98,7 +91,6 @@ def test_a_peer_left_alone_steps_on_all_its_samples(tmp_path):
     assert report.lone_steps >= 2, report.text
 
 
-@KNOWN_BUGS
 def test_a_newcomer_steps_with_the_swarm_from_its_first_step(tmp_path):
     """a trains alone; b, started once a took 2 steps, loads a's state mid-training and then steps with a.
 
@@ -106,14 +98,14 @@ def test_a_newcomer_steps_with_the_swarm_from_its_first_step(tmp_path):
     against the reference of that epoch), samples accumulated before a load are dropped, and from then on every
     step of a and b is one round with both on the sample-weighted mean.
 
-    Fails now in some runs (1 of 3 at this target; 2 of 2 at a target of 96 samples, where a step is shorter than
-    the time a newcomer's progress record takes to be seen): a peer steps alone at the join. A newcomer's tracker
-    does not count the newcomer until its own progress record is in the DHT (``_parse_swarm_progress_data`` in
-    ``volunteer/swarm/hivemind_patches.py`` substitutes the local record only for one it finds), so with one
-    other peer it sees ``num_peers == 1`` and neither schedules nor begins a round; the other peer, not seeing
-    the newcomer's record yet, steps alone too (its tracker: 1 peer). The one that is then an epoch behind
-    follows at once (``global_epoch > local_epoch``) and its gradient round can pair with the other's round of
-    the next epoch (hivemind's gradient group key has no epoch): gradients of two epochs averaged together.
+    Failed in some runs before issue 22's fixes (1 of 3 at this target; 2 of 2 at a target of 96 samples, where a
+    step is shorter than the time a newcomer's progress record takes to be seen): a peer stepped alone at the
+    join. A newcomer's tracker did not count the newcomer until its own progress record was in the DHT, so with
+    one other peer it saw ``num_peers == 1`` and neither scheduled nor began a round; the other peer, not seeing
+    the newcomer's record yet, stepped alone too. The one then an epoch behind followed at once and its gradient
+    round could pair with the other's round of the next epoch (hivemind's gradient group key has no epoch).
+    ``_parse_swarm_progress_data`` in ``volunteer/swarm/hivemind_patches.py`` now counts this peer from its local
+    progress whether or not its record was read.
     """
     peers = {"a": dict(batch=8, seed=1), "b": dict(batch=16, seed=2)}
     procs: list[Proc] = []

@@ -43,6 +43,16 @@ of a few hundred milliseconds that round trip was a tenth of each step on a busy
 We schedule only when the tracker sees another peer. Nothing else changes: at the step, hivemind averages
 only with ``num_peers > 1`` anyway, and starts a round on the spot if none was scheduled.
 
+**A failed gradient round stepped on zeros.** ``_begin_averaging_gradients`` began the round with
+``grad_averager.step(reset_accumulators=True)``, which empties the accumulators before the round's outcome is
+known; when the round then fails (a peer left, a time-out), ``_average_gradients_and_load_into_optimizer`` falls
+back to "the local gradients" by reloading those empty accumulators (scaled by ``1 / 0 -> 0``): the optimizer
+stepped on zero gradients, the global step's samples were lost, and momentum or Adam still moved the
+parameters. Found by the two-peer golden test (``tests/integration/test_strategy_golden_swarm.py``, a peer
+leaving: 3 of 4 runs). Our version keeps the accumulators until ``_update_global_epoch`` resets them after the
+step, so the fallback is this peer's own mean, as hivemind intends (except with ``delay_grad_averaging``, whose
+next batches accumulate while the round runs).
+
 **A global step that averages with nobody used the last batch's gradient only.** When
 ``_begin_averaging_gradients`` begins no round (no other peer, no round scheduled, or a scheduled one it could
 not use), ``_update_global_epoch`` falls back to ``grad_averager.load_accumulators_into_averager_()``: that
@@ -55,6 +65,13 @@ it every step of a lone peer (issue 22: 1/K of the samples of every lone global 
 :func:`_begin_averaging_gradients` loads the local mean into the optimizer whenever no round began, as
 hivemind's own ``_load_local_gradients_into_optimizer`` does for its "no other peers" case; the fallback's
 second copy into the averager's buffers after it changes nothing the optimizer uses.
+
+**A peer whose own progress record is not in the DHT yet does not count itself.** The tracker patch above put
+this peer's local progress in place of its published record, but only where one was published: a newcomer,
+or any peer at a swarm's start, read the others' records without its own, so with one other peer it saw
+``num_peers == 1`` (that other peer), scheduled no round and stepped alone on its own samples while the other
+stepped in a round without it (the two-peer golden test, 1 run of 6: "tracker saw 0 peers" at the first step).
+Its own local progress is now added whenever its record is missing (not when it said goodbye).
 
 :func:`apply_step_patches` applies these (and the scheduling of state rounds, below) to the main process only
 (the tracker is a thread there, the optimizer's step runs there), under the same version and source checks,
@@ -191,9 +208,12 @@ async def _update_queue_periodically(self: PotentialLeaders, key_manager: GroupK
 def _parse_swarm_progress_data(self: ProgressTracker, metadata):
     """hivemind 1.1.12's ``_parse_swarm_progress_data``, reading this peer's own record from local progress."""
     own_key = self._local_public_key
-    if isinstance(metadata, dict) and isinstance(metadata.get(own_key), ValueWithExpiration):
-        published = metadata[own_key]
-        if published.value is not None:  # None: this peer said goodbye; leave that as it is
+    if isinstance(metadata, dict):
+        published = metadata.get(own_key)
+        if not isinstance(published, ValueWithExpiration):  # not published yet (or expired): this peer trains
+            own = ValueWithExpiration(self.local_progress.dict(), get_dht_time() + self.metadata_expiration)
+            metadata = {**metadata, own_key: own}
+        elif published.value is not None:  # None: this peer said goodbye; leave that as it is
             metadata = {**metadata, own_key: ValueWithExpiration(self.local_progress.dict(), published.expiration_time)}
     progress = HIVEMIND_PARSE_SWARM_PROGRESS_DATA(self, metadata)  # validates the records: count after it
     setattr(self, _TRAINING_PEERS, 1 + _count_others_training(metadata, own_key))
@@ -235,13 +255,45 @@ def _maybe_schedule_gradient_averaging(self: Optimizer) -> None:
 
 
 def _begin_averaging_gradients(self: Optimizer, grad_scaler) -> bool:
-    """hivemind 1.1.12's method, which loads the mean of the local gradients into the optimizer whenever no
-    round began, so that a global step with nobody else is the step on all of this peer's samples."""
-    began = HIVEMIND_BEGIN_AVERAGING_GRADIENTS(self, grad_scaler)
-    if not began:
-        # hivemind's own fallback for a scheduled round with no other peer; idempotent where it already ran
+    """hivemind 1.1.12's method, changed where it lost a global step's gradients (module docstring): the
+    accumulators stay until ``_update_global_epoch`` resets them after the step, so that a round that fails
+    falls back to this peer's own mean and not to zeros; and when no round began, the local mean is loaded into
+    the optimizer."""
+    if grad_scaler is not None:
+        with grad_scaler.running_global_step():
+            assert grad_scaler.unscale_(self)
+
+    began_averaging_gradients = False
+    if self.scheduled_grads is not None and (self.scheduled_grads.triggered or self.scheduled_grads.done()):
+        log.debug("not using the pre-scheduled gradient round: it was already used elsewhere")
+        self.scheduled_grads = None
+
+    elif self.tracker.global_progress.num_peers > 1:
+        try:
+            self.scheduled_grads = self.grad_averager.step(
+                control=self.scheduled_grads,
+                # hivemind: True. With delay_grad_averaging the next global step's batches accumulate while this
+                # round runs in the background, so they must start from zero (a failed round then still steps
+                # on zeros there: a known gap, docs/projects.md#what-a-global-step-computes)
+                reset_accumulators=self.delay_grad_averaging,
+                wait=False,
+            )
+            began_averaging_gradients = True
+        except BaseException as e:
+            log.exception(e)
+
+    if not began_averaging_gradients and self.scheduled_grads is not None and not self.scheduled_grads.done():
+        if self.tracker.global_progress.num_peers > 1:
+            log.debug("tagging along for a pre-scheduled gradient round")
+            self._tag_along_with_zero_weight(self.scheduled_grads)
+        else:
+            log.debug("skipping the pre-scheduled gradient round: there are no other peers")
+            self.scheduled_grads.cancel()
+        self.scheduled_grads = None
+    if not began_averaging_gradients:
+        # what hivemind's "no other peers" branch did for a scheduled round only: every unbegun round
         self._load_local_gradients_into_optimizer()
-    return began
+    return began_averaging_gradients
 
 
 def _maybe_schedule_state_averaging(self: Optimizer) -> None:

@@ -77,6 +77,29 @@ def reread_progress_now(tracker: Any, now: float) -> bool:
     return True
 
 
+def read_swarm_before_a_blind_step(tracker: Any, batch_size: int, timeout: float = 1.0) -> bool:
+    """Before the batch that completes a global step, make a tracker that has read no progress record yet read
+    the swarm's progress, waiting up to ``timeout`` seconds.
+
+    Such a tracker (``num_peers == 0``: not even this peer's own record, so it read the DHT before this peer's
+    first report) takes the step alone: two peers that start together each stepped alone from epoch 0 (the
+    two-peer golden test, issue 22). It happens once, at a swarm's start; afterwards every read sees at least
+    this peer itself. Returns whether a fresh read came in time.
+    """
+    if tracker.global_progress.num_peers != 0:
+        return False
+    if tracker.local_progress.samples_accumulated + batch_size < tracker.target_batch_size:
+        return False
+    from hivemind.utils.timed_storage import get_dht_time
+
+    fetched = tracker.fetched_global_progress_this_epoch  # set by the fetcher after every read
+    fetched.clear()
+    if not reread_progress_now(tracker, get_dht_time()):
+        fetched.set()
+        return False
+    return bool(fetched.wait(timeout))
+
+
 def dial(p2p: Any, peer_id: Any, maddrs: Sequence[Any]) -> Awaitable[None] | None:
     """``p2p``'s daemon dialling ``peer_id`` at ``maddrs`` (await it), or None where that reach is not checked."""
     from hivemind.p2p.p2p_daemon_bindings.p2pclient import Client

@@ -20,6 +20,18 @@ that, each measured against plain Lightning by ``tests/integration/test_golden_o
   optimizer and calls the module's ``configure_gradient_clipping`` on hivemind's inner optimizer right before its
   step, on the averaged gradients (the swarm's mean, or this peer's own mean when it steps alone).
 
+- **A global step lost to a late state round.** With ``delay_state_averaging`` (the default) a parameter-averaging
+  round runs in the background after a global step, on a copy of the parameters, and its result is copied over
+  the parameters when it has ended. A round still running at the next global step made hivemind skip that
+  step's own state round and take the optimizer step first; the late result (the average of the parameters
+  *before* that step) was then copied over them: the step was undone on every peer (seen by the two-peer golden
+  test, ``tests/integration/test_strategy_golden_swarm.py``, as every batch of the next step computed on the
+  parameters of the step before). :func:`keep_steps_across_state_rounds` turns on hivemind's delta rule for these
+  rounds, as hivemind does for local updates: the parameters move by ``average - what was sent``, and an
+  optimizer step waits for a pending round's result before it runs. Peers in step send the same parameters, so
+  the move is a few float32 ulps. With ``offload_optimizer`` hivemind averages the optimizer's own tensors in
+  place by that same difference, so nothing changes there.
+
 The ``local`` and ``diloco`` modes step the project's optimizer at every batch, so per-batch clipping is right
 there, and DiLoCo's outer SGD (zero-step initialised by hivemind) is exact as it is: neither is changed here.
 """
@@ -135,3 +147,16 @@ class ClipAtGlobalStep:
             self._plugin._clip_gradients = self._original
         else:
             self._plugin.__dict__.pop("_clip_gradients", None)
+
+
+def keep_steps_across_state_rounds(state_averager: Any) -> bool:
+    """Apply hivemind's background state rounds by the delta rule, so that they undo no optimizer step.
+
+    Returns:
+        Whether it was needed and done: False where the averager averages the optimizer's own tensors in place
+        (``offload_optimizer``) or is already on the delta rule (``local`` mode), or lacks the setting.
+    """
+    if getattr(state_averager, "reuse_tensors", True) or getattr(state_averager, "delta_rule_averaging", True):
+        return False
+    state_averager.delta_rule_averaging = True
+    return True

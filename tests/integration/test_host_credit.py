@@ -107,7 +107,13 @@ def _run(tmp: Path) -> Run:
         volunteer.wait_status(lambda s: s["local_epoch"] > max(steps), 3 * WINDOW, "one more global step", [])
         intervals = [round(steps[e] - steps[e - 1], 2) for e in sorted(steps)[1:] if e - 1 in steps]
         print(f"seconds between global steps beside the host: {intervals}; steps {steps}; host {_swarm(url)}")
-        return Run(steps, window_end, volunteer.status() or status, _swarm(url).get("swarm", {}))
+        # the views show what the ledger holds, written every second (LEDGER_INTERVAL): give it two writes
+        deadline = time.monotonic() + 2.5
+        status = volunteer.status() or status
+        while status.get("local_only_samples", 0) == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = volunteer.status() or status
+        return Run(steps, window_end, status, _swarm(url).get("swarm", {}))
     finally:
         if volunteer is not None:
             volunteer.stop()

@@ -112,3 +112,47 @@ def test_dial_calls_connect_with_the_addresses() -> None:
     assert dialling is not None
     asyncio.run(dialling)  # type: ignore[arg-type]
     assert calls == [("peer", ["/ip4/127.0.0.1/tcp/1"])]
+
+
+class _BlindTracker:
+    """What read_swarm_before_a_blind_step reads of a ProgressTracker; a fetcher thread answers if asked to."""
+
+    def __init__(self, num_peers: int, samples: int, answer: bool) -> None:
+        from types import SimpleNamespace
+
+        self.global_progress = SimpleNamespace(num_peers=num_peers, next_fetch_time=0.0)
+        self.local_progress = SimpleNamespace(samples_accumulated=samples)
+        self.target_batch_size = 64
+        self.fetched_global_progress_this_epoch = threading.Event()
+        self.fetched_global_progress_this_epoch.set()
+        self.global_state_updated = threading.Event()
+        self.asked = 0
+        if answer:
+            threading.Thread(target=self._fetcher, daemon=True).start()
+
+    def _fetcher(self) -> None:
+        while self.global_state_updated.wait(5):
+            self.global_state_updated.clear()
+            self.asked += 1
+            self.fetched_global_progress_this_epoch.set()
+
+
+def test_a_tracker_that_read_nothing_reads_the_swarm_once_before_stepping_alone() -> None:
+    from volunteer.swarm.hivemind_private import read_swarm_before_a_blind_step
+
+    tracker = _BlindTracker(num_peers=0, samples=48, answer=True)
+    assert not read_swarm_before_a_blind_step(tracker, 8), "far from the target: nothing to do"
+    assert read_swarm_before_a_blind_step(tracker, 16), "the batch completing the step waits for a fresh read"
+    assert tracker.asked == 1
+    assert not read_swarm_before_a_blind_step(tracker, 16), "once: a peer cut off must not wait at every step"
+    assert tracker.asked == 1
+
+
+def test_a_tracker_that_sees_a_peer_or_gets_no_answer_does_not_wait() -> None:
+    from volunteer.swarm.hivemind_private import read_swarm_before_a_blind_step
+
+    seeing = _BlindTracker(num_peers=1, samples=48, answer=True)
+    assert not read_swarm_before_a_blind_step(seeing, 16)
+    assert seeing.asked == 0
+    silent = _BlindTracker(num_peers=0, samples=48, answer=False)
+    assert not read_swarm_before_a_blind_step(silent, 16, timeout=0.05), "no answer in time: step on"

@@ -77,19 +77,25 @@ def reread_progress_now(tracker: Any, now: float) -> bool:
     return True
 
 
+_READ_BEFORE_STEPPING_ALONE = "_volunteer_read_before_stepping_alone"
+"""The tracker's attribute: :func:`read_swarm_before_a_blind_step` has made its one read."""
+
+
 def read_swarm_before_a_blind_step(tracker: Any, batch_size: int, timeout: float = 1.0) -> bool:
     """Before the batch that completes a global step, make a tracker that has read no progress record yet read
     the swarm's progress, waiting up to ``timeout`` seconds.
 
     Such a tracker (``num_peers == 0``: not even this peer's own record, so it read the DHT before this peer's
     first report) takes the step alone: two peers that start together each stepped alone from epoch 0 (the
-    two-peer golden test, issue 22). It happens once, at a swarm's start; afterwards every read sees at least
-    this peer itself. Returns whether a fresh read came in time.
+    two-peer golden test, issue 22). Once per tracker, at the start: afterwards a read sees at least this peer
+    itself, except where the DHT returns nothing at all (cut off from every peer), and a peer cut off must not
+    wait for reads that cannot help. Returns whether a fresh read came in time.
     """
-    if tracker.global_progress.num_peers != 0:
+    if tracker.global_progress.num_peers != 0 or getattr(tracker, _READ_BEFORE_STEPPING_ALONE, False):
         return False
     if tracker.local_progress.samples_accumulated + batch_size < tracker.target_batch_size:
         return False
+    setattr(tracker, _READ_BEFORE_STEPPING_ALONE, True)
     from hivemind.utils.timed_storage import get_dht_time
 
     fetched = tracker.fetched_global_progress_this_epoch  # set by the fetcher after every read

@@ -149,7 +149,25 @@ def test_standalone_bootstrap_dies_then_a_long_partition(swarm):
         )
         return statuses if ahead else None
 
-    healed = wait_until(raced_ahead, LONG_PARTITION, "d, trained alone, to be 3 epochs ahead of b and c", vols)
+    # The scenario needs a lone peer that outpaces a pair, which is this machine's doing, not the client's: on an
+    # idle 2-core machine (2026-12-05) the pair stepped 2.0 times a second and d alone 1.4-1.5, with the code of
+    # issue 22 and with the code before it (01a4ef2) alike, so d never got ahead in 300 s; on a busier machine
+    # (CI until then) averaging slowed the pair enough. Where d cannot get ahead, what this test checks cannot
+    # happen: skip, with the rates, rather than fail. Making the scenario independent of the machine (pace the
+    # pair) is issue 24's.
+    started = {v.name: (time.monotonic(), (v.status() or {}).get("local_epoch", 0)) for v in vols}
+    try:
+        healed = wait_until(raced_ahead, LONG_PARTITION, "d, trained alone, to be 3 epochs ahead of b and c", vols)
+    except AssertionError as e:
+        if "timed out" not in str(e) or not all(v.alive for v in vols):
+            raise
+        now, statuses = time.monotonic(), swarm.statuses(vols)
+        rates = {
+            name: round(((statuses[name] or {}).get("local_epoch", epoch) - epoch) / (now - t), 2)
+            for name, (t, epoch) in started.items()
+        }
+        swarm.net.link_up(d.host)
+        pytest.skip(f"d alone could not outpace the pair on this machine: global steps/s {rates}")
     swarm.net.link_up(d.host)
     assert "alone" in [e["kind"] for e in d.events()]
     assert healed["d"]["swarm_samples"] - cut["d"]["swarm_samples"] <= TARGET, "solo steps credited as swarm work"

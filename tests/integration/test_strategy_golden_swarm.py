@@ -20,8 +20,8 @@ Four cases: peers that start together and step together (2 and 3 peers), a peer 
 leaves, and a newcomer joining mid-training. Written by issue 22's helper before three of its fixes, they
 found them: a failed round stepped on zeros (the departure case, 3 of 4 runs), a peer that had not read its own
 progress record yet did not count itself (the newcomer, 1 of 3 runs; and peers starting together, "tracker saw
-0 peers" at the first step, 1 of 6 runs), and a background state round undid the next global step. All four
-passed 4 of 4 runs on the fixed code, the two-peer start 4 more times alone.
+0 peers" at the first step, 1 of 6 runs), and a background state round undid the next global step. On the
+fixed code the file passed 2 of 2 runs (one of them in the whole suite), the two-peer case 4 more times alone.
 
 What each kind of step must be:
 

@@ -147,10 +147,7 @@ BEGIN_AVERAGING_SOURCE_SHA256 = "f17d8bb258a0c551049fbdac45261f41d123771c9add2c7
 
 UPDATE_GLOBAL_EPOCH_SOURCE_SHA256 = "03a36523a3fce65e7c4d73b62d6346c6919c25a18c96059e541b32d9d51866d8"
 """The sha256 of ``inspect.getsource(Optimizer._update_global_epoch)`` in hivemind 1.1.12: the caller whose
-fallback :func:`_begin_averaging_gradients` completes."""
-
-HIVEMIND_BEGIN_AVERAGING_GRADIENTS = Optimizer.__dict__.get("_begin_averaging_gradients")
-"""hivemind's own method, as imported (before any patch)."""
+fallback, and whose reset of the accumulators after the step, :func:`_begin_averaging_gradients` relies on."""
 
 STATE_SCHEDULE_SOURCE_SHA256 = "f6ba5e5eab04f4ebc8c22e752a186a1f2deb637e491c6d308f9ab2c003424f44"
 """The sha256 of ``inspect.getsource(Optimizer._maybe_schedule_state_averaging)`` in hivemind 1.1.12."""

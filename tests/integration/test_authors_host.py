@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 import signal
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.integration.procs import Proc, wait_for
-from tests.integration.volunteers import Volunteer, free_port
+from tests.integration.volunteers import Volunteer, free_port, host_swarm
 from tests.support.projects import isolate_environment
 from volunteer.authoring.checkpoints import save_checkpoint
 from volunteer.authoring.init import create_project
@@ -20,14 +18,6 @@ from volunteer.project.loader import build_project
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 STEP = 42
-
-
-def _swarm(url: str) -> dict:
-    try:
-        with urllib.request.urlopen(url + "/swarm", timeout=3) as response:
-            return json.loads(response.read())
-    except OSError:
-        return {}
 
 
 def test_a_restarted_host_resumes_from_its_checkpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -70,9 +60,9 @@ def test_a_restarted_host_resumes_from_its_checkpoint(monkeypatch: pytest.Monkey
     )
     volunteer = None
     try:
-        wait_for(lambda: _swarm(url).get("swarm", {}).get("state_epoch") == STEP, 90, "the host to resume", [host])
+        wait_for(lambda: host_swarm(url).get("swarm", {}).get("state_epoch") == STEP, 90, "the host to resume", [host])
         assert f"[resumed] no peer had newer state: resumed from checkpoint {tmp_path / 'ckpt'}" in host.output()
-        address = _swarm(url)["peers"][0]
+        address = host_swarm(url)["peers"][0]
         volunteer = Volunteer(tmp_path, "late", project=str(root), peers=address)
         volunteer.wait_training(90)
         loaded = [e["message"] for e in volunteer.events() if e["kind"] == "state_loaded"]

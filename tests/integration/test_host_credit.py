@@ -15,9 +15,7 @@ is not credited for them (a group of two was swarm work before).
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.procs import Proc, wait_for
-from tests.integration.volunteers import Volunteer, free_port
+from tests.integration.volunteers import Volunteer, free_port, host_swarm
 from tests.support.projects import isolate_environment
 from volunteer.authoring.init import create_project
 
@@ -51,14 +49,6 @@ class Run:
     """The volunteer's last status."""
     host: dict
     """The host's last report of the swarm."""
-
-
-def _swarm(url: str) -> dict:
-    try:
-        with urllib.request.urlopen(url + "/swarm", timeout=3) as response:
-            return json.loads(response.read())
-    except OSError:
-        return {}
 
 
 def _project(tmp: Path, window: float) -> Path:
@@ -93,7 +83,7 @@ def _run(tmp: Path) -> Run:
     host = _host(tmp, root, port)
     volunteer = None
     try:
-        address = wait_for(lambda: (_swarm(url).get("peers") or [None])[0], 90, "the host's address", [host])
+        address = wait_for(lambda: (host_swarm(url).get("peers") or [None])[0], 90, "the host's address", [host])
         volunteer = Volunteer(tmp, "lone", project=str(root), peers=address)
         first = volunteer.wait_status(lambda s: s["local_epoch"] >= 1, 120, "a first global step")["local_epoch"]
         steps = {first: time.monotonic()}
@@ -106,14 +96,14 @@ def _run(tmp: Path) -> Run:
         # every step's samples are judged (credited or local-only) once its round has ended: wait for the last
         volunteer.wait_status(lambda s: s["local_epoch"] > max(steps), 3 * WINDOW, "one more global step", [])
         intervals = [round(steps[e] - steps[e - 1], 2) for e in sorted(steps)[1:] if e - 1 in steps]
-        print(f"seconds between global steps beside the host: {intervals}; steps {steps}; host {_swarm(url)}")
+        print(f"seconds between global steps beside the host: {intervals}; steps {steps}; host {host_swarm(url)}")
         # the views show what the ledger holds, written every second (LEDGER_INTERVAL): give it two writes
         deadline = time.monotonic() + 2.5
         status = volunteer.status() or status
         while status.get("local_only_samples", 0) == 0 and time.monotonic() < deadline:
             time.sleep(0.2)
             status = volunteer.status() or status
-        return Run(steps, window_end, status, _swarm(url).get("swarm", {}))
+        return Run(steps, window_end, status, host_swarm(url).get("swarm", {}))
     finally:
         if volunteer is not None:
             volunteer.stop()
@@ -152,7 +142,7 @@ def test_rounds_with_nobody_but_the_host_earn_no_credit(tmp_path: Path, monkeypa
     host = _host(tmp_path, root, port)
     volunteers: list[Volunteer] = []
     try:
-        address = wait_for(lambda: (_swarm(url).get("peers") or [None])[0], 90, "the host's address", [host])
+        address = wait_for(lambda: (host_swarm(url).get("peers") or [None])[0], 90, "the host's address", [host])
         a = Volunteer(tmp_path, "a", project=str(root), peers=address)
         volunteers.append(a)
         b = Volunteer(tmp_path, "b", project=str(root), peers=address)
@@ -163,9 +153,9 @@ def test_rounds_with_nobody_but_the_host_earn_no_credit(tmp_path: Path, monkeypa
         # from gone + 2 on, every step began after the kill and was judged (at a's next batch) after it; b's record
         # lives 60 s after its last report, and a's steps beside the host alone took 10.8 s each here (window 8 s)
         before = a.wait_status(lambda s: s["local_epoch"] >= gone + 2, 6 * GONE_WINDOW, "steps after b left", [])
-        host_before, started = _swarm(url).get("swarm", {}), time.monotonic()
+        host_before, started = host_swarm(url).get("swarm", {}), time.monotonic()
         after = a.wait_status(lambda s: s["local_epoch"] >= gone + 4, 6 * GONE_WINDOW, "two more steps alone", [])
-        host_after, steps = _swarm(url).get("swarm", {}), after["local_epoch"] - before["local_epoch"]
+        host_after, steps = host_swarm(url).get("swarm", {}), after["local_epoch"] - before["local_epoch"]
         print(f"lone beside the host, b's record alive: {(time.monotonic() - started) / steps:.2f} s per global step")
     finally:
         for volunteer in volunteers:

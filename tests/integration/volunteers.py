@@ -20,6 +20,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def host_swarm(url: str) -> dict:
+    """``volunteer host``'s report of the swarm (its peers-file server's ``/swarm``), or {} while it does not answer."""
+    try:
+        with urllib.request.urlopen(url + "/swarm", timeout=3) as response:
+            return json.loads(response.read())
+    except OSError:
+        return {}
+
+
 class Volunteer:
     """``python -m volunteer --headless`` with its own data directory and status port."""
 
